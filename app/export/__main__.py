@@ -18,6 +18,8 @@ def main(argv: list[str] | None = None) -> int:
         "--endpoint", default=os.environ.get("HF_ENDPOINT", "https://huggingface.co"), help="HF endpoint"
     )
     down.add_argument("--cache-dir", default=None, help="huggingface_hub cache (default: HF_HOME's)")
+    down.add_argument("--repo", default=None, help="expected repo (must be the locked one)")
+    down.add_argument("--revision", default=None, help="expected revision (must be the locked one)")
     build = sub.add_parser("build", help="export ONNX fp32 + int8 from a snapshot, verify, write the lock")
     build.add_argument("--snapshot", type=Path, required=True, help="directory with the upstream files")
     build.add_argument("--out", type=Path, required=True, help="model directory to write (replaced)")
@@ -27,6 +29,11 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "download":
             from .download import DownloadError, download
 
+            for asked, locked in ((args.repo, lock.repo), (args.revision, lock.revision)):
+                if asked not in (None, locked):
+                    print(f"error: {asked} is not what {args.lock.name} pins ({lock.repo}@{lock.revision}); "
+                          "update the lock (and its sha256s) to change the model", file=sys.stderr)
+                    return 5
             try:
                 download(lock, args.out, args.endpoint, os.environ.get("HF_TOKEN"), args.cache_dir)
             except DownloadError as e:

@@ -1,0 +1,186 @@
+"""embedder's pipeline: model stage, slim runtime image, tests in containers, export and publish."""
+
+import asyncio
+import enum
+import tomllib
+from datetime import UTC, datetime
+from typing import Annotated
+
+import dagger
+from dagger import DefaultPath, Doc, Ignore, dag, function, object_type
+
+from . import model as model_stage
+from . import publish as publishing
+from . import runtime, testing
+from .ignore import SOURCE_IGNORE
+from .toolchain import PATH, with_uv
+
+
+@dagger.enum_type
+class Variant(enum.Enum):
+    """Which ONNX model the image serves."""
+
+    FP32 = "fp32"
+    """full precision (reference-exact)"""
+    INT8 = "int8"
+    """8-bit weights and int8 compute: faster, smaller, min cosine >= 0.99 against fp32"""
+
+
+@object_type
+class Embedder:
+    """Builds, tests and ships the embedder image (sentence-transformers/all-MiniLM-L6-v2 on ONNX Runtime)."""
+
+    source: Annotated[dagger.Directory, DefaultPath("/"), Ignore(SOURCE_IGNORE), Doc("the repository")]
+    commit: Annotated[dagger.GitRef, DefaultPath("/"), Doc("the git checkout, for the revision label and tag")]
+    base_image: Annotated[str, Doc("base image of every stage")] = "python:3.13-slim"
+    uv_image: Annotated[str, Doc("image that provides the uv binary (pins uv's version)")] = (
+        "ghcr.io/astral-sh/uv:0.13.9"
+    )
+    model_repo: Annotated[str, Doc("Hugging Face model repo")] = "sentence-transformers/all-MiniLM-L6-v2"
+    model_revision: Annotated[str, Doc("pinned model revision (commit sha)")] = (
+        "c9745ed1d9f207416be6d2e6f8de32d1f16199bf"
+    )
+    hf_endpoint: Annotated[str, Doc("Hugging Face Hub-compatible endpoint")] = "https://huggingface.co"
+    hf_token: Annotated[dagger.Secret | None, Doc("Hugging Face token, for private or gated repos")] = None
+    index_url: Annotated[str, Doc("Python package index (empty: PyPI)")] = ""
+    torch_index_url: Annotated[str, Doc("index for torch in the model stage")] = (
+        "https://download.pytorch.org/whl/cpu"
+    )
+    variant: Annotated[Variant, Doc("model variant the image serves")] = Variant.FP32
+    registry_image: Annotated[str, Doc("registry image for the publish check")] = "registry:2"
+
+    def tools(self) -> dagger.Container:
+        """The base image with uv and its cache: the start of every stage."""
+        return dag.container().from_(self.base_image).with_(with_uv(self.uv_image, self.index_url or None))
+
+    @function
+    async def model(self) -> dagger.Directory:
+        """The versioned model directory: pinned download checked against the lock, ONNX fp32 + int8."""
+        lock = await self.source.file("uv.lock").contents()
+        separate = model_stage.separate_torch_index(self.torch_index_url, self.index_url)
+        cpu_only = model_stage.cuda_packages(lock) if separate else []
+        requirements = model_stage.export_requirements(self.tools(), self.source, cpu_only)
+        ctr = model_stage.exporter(self.tools(), requirements, self.torch_index_url if separate else None)
+        ctr = ctr.with_(model_stage.with_export_code(self.source))
+        ctr = model_stage.download(ctr, self.hf_endpoint, self.model_repo, self.model_revision, self.hf_token)
+        return model_stage.build_model_dir(ctr)
+
+    @function
+    async def build(self) -> dagger.Container:
+        """The runtime image: non-root, no compiler, no torch, healthcheck on /ready."""
+        path = runtime.model_path(self.model_repo, self.model_revision)
+        version = tomllib.loads(await self.source.file("pyproject.toml").contents())["project"]["version"]
+        model = runtime.only_variant(await self.model(), self.variant.name)
+        labels = {
+            "org.opencontainers.image.title": "embedder",
+            "org.opencontainers.image.description": f"{self.model_repo} sentence embeddings over HTTP",
+            "org.opencontainers.image.source": await self.source_url(),
+            "org.opencontainers.image.revision": await self.commit.commit(),
+            "org.opencontainers.image.version": version,
+            "org.opencontainers.image.created": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "io.embedder.model.repo": self.model_repo,
+            "io.embedder.model.revision": self.model_revision,
+            "io.embedder.model.variant": self.variant.value,
+        }
+        ctr = dag.container().from_(self.base_image).with_(runtime.with_user)
+        for key, value in labels.items():
+            ctr = ctr.with_label(key, value)
+        return (
+            ctr.with_directory(runtime.VENV, runtime.virtualenv(self.tools(), self.source))
+            .with_directory(f"{runtime.APP_HOME}/app", runtime.app_code(self.tools(), self.source))
+            .with_directory(path, model)
+            .with_env_variable("PATH", PATH)
+            .with_env_variable("PYTHONPATH", runtime.APP_HOME)
+            .with_env_variable("PYTHONDONTWRITEBYTECODE", "1")
+            .with_env_variable("PYTHONUNBUFFERED", "1")
+            .with_env_variable("EMBEDDER_MODEL_DIR", path)
+            .with_env_variable("EMBEDDER_VARIANT", self.variant.value)
+            .with_env_variable("EMBEDDER_PORT", str(runtime.PORT))
+            .with_workdir(runtime.APP_HOME)
+            .with_exposed_port(runtime.PORT)
+            .with_user(f"{runtime.UID}:{runtime.UID}")
+            .with_entrypoint(["python", "-m", "app"])
+            .with_(runtime.with_healthcheck)
+        )
+
+    async def source_url(self) -> str:
+        project = tomllib.loads(await self.source.file("pyproject.toml").contents())["project"]
+        return project.get("urls", {}).get("Source", "")
+
+    @function
+    async def serve(self) -> dagger.Service:
+        """The image as a service: `dagger call serve up --ports 8000:8000`."""
+        return (await self.build()).as_service(use_entrypoint=True)
+
+    @function
+    @dagger.check
+    async def unit_tests(self) -> str:
+        """The pytest suite (tests/, minus integration) with the model stage's output mounted."""
+        ctr = testing.runner(self.tools(), self.source, await self.model())
+        return await testing.pytest(ctr, "tests", "--ignore=tests/integration", "--ignore=tests/image")
+
+    @function(cache="never")
+    @dagger.check
+    async def integration_tests(self) -> str:
+        """tests/integration/ against the built image running as a service."""
+        ctr = testing.runner(self.tools(), self.source, await self.model())
+        ctr = testing.with_service(ctr, await self.build(), self.variant.name)
+        return await testing.pytest(ctr, "tests/integration")
+
+    @function
+    @dagger.check
+    async def image_checks(
+        self, size_budget_mb: Annotated[int, Doc("largest acceptable image size, MB uncompressed")] = 300
+    ) -> str:
+        """tests/image/: user, healthcheck, labels, port, no compilers, no torch/nvidia/triton, size."""
+        ctr = testing.runner(self.tools(), self.source, await self.model())
+        return await testing.pytest(testing.with_image(ctr, await self.build(), size_budget_mb), "tests/image")
+
+    @function(cache="never")
+    @dagger.check
+    async def publish_check(self) -> str:
+        """Publish to a registry:2 with htpasswd auth: wrong password fails and pushes nothing; right one matches."""
+        return await testing.publish_check(self.tools(), await self.build(), self.registry_image)
+
+    @function(cache="never")
+    async def test(
+        self, size_budget_mb: Annotated[int, Doc("largest acceptable image size, MB uncompressed")] = 300
+    ) -> str:
+        """Everything: unit suite, image checks, publish check, integration tests. Fails if any part fails."""
+        parts = {
+            "unit": self.unit_tests(),
+            "image": self.image_checks(size_budget_mb),
+            "publish": self.publish_check(),
+            "integration": self.integration_tests(),
+        }
+        results = await asyncio.gather(*parts.values(), return_exceptions=True)
+        report, failed = [], []
+        for name, result in zip(parts, results):
+            if isinstance(result, BaseException):
+                failed.append(name)
+                if isinstance(result, dagger.ExecError):
+                    text = f"{result.stdout}\n{result.stderr[-2000:]}"
+                else:
+                    text = str(result)
+                report.append(f"== {name}: FAILED\n{text}")
+            else:
+                report.append(f"== {name}: ok\n{result.strip()}")
+        if failed:
+            raise RuntimeError("\n".join(report) + f"\nfailed: {', '.join(failed)}")
+        return "\n".join(report) + "\n"
+
+    @function(cache="never")
+    async def publish(
+        self,
+        address: Annotated[str, Doc("image address without tag, e.g. registry.example.com/team/embedder")],
+        username: Annotated[str, Doc("registry user")],
+        password: Annotated[dagger.Secret, Doc("registry password or token")],
+        tags: Annotated[list[str] | None, Doc("tags (default: version, git sha, date, latest)")] = None,
+    ) -> str:
+        """Push the image under several tags; prints each reference with its digest."""
+        image = await self.build()
+        if not tags:
+            version = await image.label("org.opencontainers.image.version")
+            tags = [version, (await self.commit.commit())[:12], datetime.now(UTC).strftime("%Y%m%d"), "latest"]
+        refs = await publishing.push(image, address, tags, username, password)
+        return "\n".join(refs) + "\n"

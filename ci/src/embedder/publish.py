@@ -1,0 +1,69 @@
+"""Publishing: several tags of one image, and the check that a push with a wrong password publishes nothing."""
+
+import json
+import secrets
+
+import dagger
+from dagger import dag
+
+REGISTRY_PORT = 5001
+REPO = "embedder"
+
+
+def registry_host(address: str) -> str:
+    first = address.split("/", 1)[0]
+    return first if ("." in first or ":" in first or first == "localhost") else "docker.io"
+
+
+async def push(ctr: dagger.Container, address: str, tags: list[str], username: str, password: dagger.Secret,
+               registry: dagger.Service | None = None) -> list[str]:
+    """Push every tag; the first failure raises, and nothing after it is pushed."""
+    ctr = ctr.with_registry_auth(registry_host(address), username, password)
+    return [await ctr.publish(f"{address}:{tag}", registry_service=registry) for tag in tags]
+
+
+async def htpasswd(tools: dagger.Container, user: str, password: dagger.Secret) -> str:
+    return await (
+        tools.with_env_variable("REG_USER", user).with_secret_variable("REG_PASSWORD", password)
+        .with_exec(["uv", "run", "--no-project", "--with", "bcrypt==4.3.0", "python", "-c",
+                    "import bcrypt, os; print(os.environ['REG_USER'] + ':' + bcrypt.hashpw("
+                    "os.environ['REG_PASSWORD'].encode(), bcrypt.gensalt()).decode())"])
+        .stdout()
+    )
+
+
+def registry(registry_image: str, htpasswd_line: str) -> dagger.Service:
+    return (
+        dag.container().from_(registry_image)
+        .with_new_file("/auth/htpasswd", htpasswd_line)
+        .with_env_variable("REGISTRY_AUTH", "htpasswd")
+        .with_env_variable("REGISTRY_AUTH_HTPASSWD_REALM", "embedder-test")
+        .with_env_variable("REGISTRY_AUTH_HTPASSWD_PATH", "/auth/htpasswd")
+        .with_env_variable("REGISTRY_HTTP_ADDR", f":{REGISTRY_PORT}")
+        .with_exposed_port(REGISTRY_PORT)
+        .as_service(use_entrypoint=True)
+    )
+
+
+QUERY = """
+import base64, json, os, sys, urllib.request
+auth = base64.b64encode(f"{os.environ['REG_USER']}:{os.environ['REG_PASSWORD']}".encode()).decode()
+def get(path, accept="application/json"):
+    req = urllib.request.Request("http://registry:%s" + path, headers={"Authorization": "Basic " + auth, "Accept": accept})
+    with urllib.request.urlopen(req) as r:
+        return r.headers.get("Docker-Content-Digest"), json.load(r)
+out = {"catalog": get("/v2/_catalog")[1]}
+if len(sys.argv) > 1:
+    accept = "application/vnd.oci.image.index.v1+json,application/vnd.oci.image.manifest.v1+json"
+    out["digest"] = get(f"/v2/%s/manifests/{sys.argv[1]}", accept)[0]
+print(json.dumps(out))
+""" % (REGISTRY_PORT, REPO)
+
+
+async def query(tools: dagger.Container, svc: dagger.Service, user: str, password: dagger.Secret,
+                tag: str | None = None) -> dict:
+    """What the registry holds, read over its HTTP API with the right credentials."""
+    ctr = (tools.with_service_binding("registry", svc).with_env_variable("REG_USER", user)
+           .with_secret_variable("REG_PASSWORD", password)
+           .with_env_variable("NONCE", secrets.token_hex(8)))
+    return json.loads(await ctr.with_exec(["python", "-c", QUERY, *([tag] if tag else [])]).stdout())

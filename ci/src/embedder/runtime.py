@@ -1,0 +1,55 @@
+"""The slim runtime image: a uv-built virtualenv, the app and the model directory on the base image."""
+
+import dagger
+
+from .toolchain import VENV, WORKDIR, with_project_files
+
+APP_HOME = "/srv/embedder"
+MODELS = "/opt/models"
+PORT = 8000
+UID = 1000
+ONNX = {"FP32": "onnx/model.onnx", "INT8": "onnx/model_int8.onnx"}
+
+
+def virtualenv(tools: dagger.Container, source: dagger.Directory) -> dagger.Directory:
+    """Runtime dependencies only (no dev groups), from the lockfile, bytecode compiled; no project code yet."""
+    return (
+        tools.with_(with_project_files(source))
+        .with_exec(["uv", "sync", "--no-dev", "--no-default-groups", "--no-install-project"])
+        .directory(VENV)
+    )
+
+
+def app_code(tools: dagger.Container, source: dagger.Directory) -> dagger.Directory:
+    """The service package, without the model stage's export code, compiled to bytecode."""
+    code = source.directory("app").without_directory("export")
+    return (
+        tools.with_directory(f"{WORKDIR}/app", code)
+        .with_exec(["python", "-m", "compileall", "-q", f"{WORKDIR}/app"])
+        .directory(f"{WORKDIR}/app")
+    )
+
+
+def model_path(repo: str, revision: str) -> str:
+    return f"{MODELS}/{repo.replace('/', '--')}/{revision}"
+
+
+def only_variant(model: dagger.Directory, variant: str) -> dagger.Directory:
+    """Ship the served ONNX variant only: the other one is dead weight in the image."""
+    for name, path in ONNX.items():
+        if name != variant:
+            model = model.without_file(path)
+    return model
+
+
+def with_user(ctr: dagger.Container) -> dagger.Container:
+    return ctr.with_exec(
+        ["useradd", "--uid", str(UID), "--user-group", "--no-create-home", "--shell", "/usr/sbin/nologin", "embedder"]
+    )
+
+
+def with_healthcheck(ctr: dagger.Container) -> dagger.Container:
+    return ctr.with_docker_healthcheck(
+        ["python", "-m", "app.healthcheck"], interval="10s", timeout="3s", start_period="20s",
+        start_interval="1s", retries=3,
+    )

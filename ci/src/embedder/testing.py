@@ -1,0 +1,74 @@
+"""Test containers: the unit suite, integration tests against the image as a service, image checks."""
+
+import secrets
+
+import dagger
+from dagger import dag
+
+from . import publish
+from .runtime import PORT
+from .toolchain import PATH, WORKDIR, with_project_files
+
+MODEL_MOUNT = "/model"
+SERVICE_ALIAS = "embedder"
+
+
+def runner(tools: dagger.Container, source: dagger.Directory, model: dagger.Directory) -> dagger.Container:
+    """The runtime dependencies plus the test group, then the source tree, with the model stage's output."""
+    return (
+        tools.with_(with_project_files(source))
+        .with_exec(["uv", "sync", "--no-dev", "--no-default-groups", "--group", "test", "--no-install-project"])
+        .with_env_variable("PATH", PATH)
+        .with_directory(WORKDIR, source)
+        .with_mounted_directory(MODEL_MOUNT, model)
+        .with_env_variable("EMBEDDER_TEST_MODEL_DIR", MODEL_MOUNT)
+    )
+
+
+async def pytest(ctr: dagger.Container, *args: str) -> str:
+    """pytest's output; a failing run raises dagger.ExecError carrying that output."""
+    return await ctr.with_exec(["python", "-m", "pytest", "-p", "no:cacheprovider", "-rs", *args]).stdout()
+
+
+def with_image(ctr: dagger.Container, image: dagger.Container, size_budget_mb: int) -> dagger.Container:
+    return (
+        ctr.with_mounted_file("/image/image.tar", image.as_tarball())
+        .with_mounted_directory("/image/rootfs", image.rootfs())
+        .with_env_variable("IMAGE_TARBALL", "/image/image.tar")
+        .with_env_variable("IMAGE_ROOTFS", "/image/rootfs")
+        .with_env_variable("IMAGE_SIZE_BUDGET_MB", str(size_budget_mb))
+    )
+
+
+def with_service(ctr: dagger.Container, image: dagger.Container, variant: str) -> dagger.Container:
+    return (
+        ctr.with_service_binding(SERVICE_ALIAS, image.as_service(use_entrypoint=True))
+        .with_env_variable("EMBEDDER_BASE_URL", f"http://{SERVICE_ALIAS}:{PORT}")
+        .with_env_variable("EMBEDDER_EXPECT_VARIANT", variant.lower())
+        .with_env_variable("CACHE_BUSTER", secrets.token_hex(8))  # a service test always runs against a fresh start
+    )
+
+
+async def publish_check(tools: dagger.Container, image: dagger.Container, registry_image: str) -> str:
+    """A registry:2 with htpasswd auth: a wrong password fails loudly and leaves it empty; the right one
+    pushes, and the digest read back from the registry matches the one publish printed."""
+    user, right = "ci", dag.set_secret(f"registry-pw-{secrets.token_hex(4)}", secrets.token_urlsafe(24))
+    wrong = dag.set_secret(f"registry-wrong-{secrets.token_hex(4)}", secrets.token_urlsafe(24))
+    svc = await publish.registry(registry_image, await publish.htpasswd(tools, user, right)).start()
+    address = f"localhost:{publish.REGISTRY_PORT}/{publish.REPO}"
+    try:
+        try:
+            await publish.push(image, address, ["wrong-password"], user, wrong, svc)
+        except dagger.QueryError as e:
+            rejected = str(e).splitlines()[0]
+        else:
+            raise AssertionError("a push with a wrong password succeeded")
+        held = await publish.query(tools, svc, user, right)
+        assert held["catalog"]["repositories"] in ([], None), f"wrong password left {held} in the registry"
+        (ref,) = await publish.push(image, address, ["check"], user, right, svc)
+        pulled = (await publish.query(tools, svc, user, right, "check"))["digest"]
+        assert ref.endswith("@" + pulled), f"pushed {ref} but the registry serves {pulled}"
+    finally:
+        await svc.stop()
+    return (f"publish: wrong password rejected ({rejected[:120]}), registry left empty; "
+            f"right password pushed {ref}, registry digest matches")
