@@ -41,3 +41,7 @@ def model_dir() -> Path:
 @pytest.fixture(scope="session")
 def upstream_snapshot() -> Path:
     return _upstream_snapshot()
+
+
+# --- Service test fixtures (asgi_app, client, server_url) live in tests/svc_support.py. ---
+pytest_plugins = ["svc_support"]

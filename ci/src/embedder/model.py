@@ -45,7 +45,8 @@ def exporter(base: dagger.Container, requirements: dagger.File, torch_index: str
 
 def with_export_code(source: dagger.Directory):
     def apply(ctr: dagger.Container) -> dagger.Container:
-        return ctr.with_directory(f"{WORKDIR}/app", source.directory("app"), include=["__init__.py", "export/**"])
+        code = source.directory("app")
+        return ctr.with_directory(f"{WORKDIR}/app", code, include=["__init__.py", "export/**"]).with_workdir(WORKDIR)
 
     return apply
 

@@ -1,0 +1,87 @@
+"""Service settings, read from the environment (prefix ``EMBEDDER_``).
+
+Invalid values fail at start: ``python -m app`` prints the pydantic errors and exits 2
+before binding the port.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+Variant = Literal["fp32", "int8"]
+LogLevel = Literal["debug", "info", "warning", "error", "critical"]
+
+#: ONNX file of each variant, relative to the model directory.
+VARIANT_FILES: dict[str, str] = {"fp32": "onnx/model.onnx", "int8": "onnx/model_int8.onnx"}
+#: Files the service reads besides the ONNX model.
+REQUIRED_FILES = ("model.lock.json", "tokenizer.json", "sentence_bert_config.json")
+
+
+class Settings(BaseSettings):
+    """All knobs of the service. Every field maps to ``EMBEDDER_<NAME>``."""
+
+    model_config = SettingsConfigDict(env_prefix="EMBEDDER_", extra="ignore", frozen=True)
+
+    host: str = Field("0.0.0.0", min_length=1, description="Interface uvicorn binds to.")
+    port: int = Field(8000, ge=1, le=65535, description="TCP port uvicorn listens on.")
+    model_dir: Path = Field(Path("/model"), description="Exported model directory (read-only).")
+    variant: Variant = Field("fp32", description="ONNX variant: fp32 (exact) or int8 (faster).")
+    max_batch: int = Field(32, ge=1, le=1024, description="Most texts in one ONNX Runtime call.")
+    max_wait_ms: float = Field(
+        2.0, ge=0, le=1000, description="Most time a batch waits for more requests under load."
+    )
+    max_inputs: int = Field(256, ge=1, le=100_000, description="Most texts in one request.")
+    max_text_chars: int = Field(8192, ge=1, description="Most characters in one text.")
+    intra_op_threads: int = Field(0, ge=0, le=256, description="ORT intra-op threads, 0 = ORT default.")
+    inter_op_threads: int = Field(1, ge=0, le=256, description="ORT inter-op threads, 0 = ORT default.")
+    log_level: LogLevel = Field("info", description="Log level of the JSON logs on stdout.")
+    graceful_timeout_s: float = Field(
+        1.5, gt=0, le=600, description="On SIGTERM, how long in-flight requests may take to finish."
+    )
+    verify_model: bool = Field(
+        True, description="Check sha256 of the files used against model.lock.json at load."
+    )
+
+    @field_validator("variant", "log_level", mode="before")
+    @classmethod
+    def _lowercase(cls, value: object) -> object:
+        return value.strip().lower() if isinstance(value, str) else value
+
+    @model_validator(mode="after")
+    def _check_model_dir(self) -> Settings:
+        root = self.model_dir
+        hint = "build it with `python -m app.export` and point EMBEDDER_MODEL_DIR at it"
+        if not root.is_dir():
+            raise ValueError(f"model_dir {str(root)!r} is not a directory; {hint}")
+        needed = [*REQUIRED_FILES, VARIANT_FILES[self.variant]]
+        missing = [name for name in needed if not (root / name).is_file()]
+        if missing:
+            raise ValueError(
+                f"model_dir {str(root)!r} lacks {', '.join(missing)} "
+                f"(EMBEDDER_VARIANT={self.variant}); {hint}"
+            )
+        return self
+
+    @property
+    def onnx_path(self) -> Path:
+        return self.model_dir / VARIANT_FILES[self.variant]
+
+
+def describe_settings_error(exc: Exception) -> str:
+    """One readable line per invalid setting, naming its environment variable."""
+    errors = getattr(exc, "errors", None)
+    if not callable(errors):
+        return str(exc)
+    lines = []
+    for err in errors():
+        loc = ".".join(str(p) for p in err.get("loc", ()))
+        name = f"EMBEDDER_{loc.upper()}" if loc else "settings"
+        msg = str(err.get("msg", "invalid")).removeprefix("Value error, ")
+        value = err.get("input")
+        shown = "" if not loc or isinstance(value, dict) else f" (got {value!r})"
+        lines.append(f"{name}: {msg}{shown}")
+    return "invalid settings: " + "; ".join(lines)

@@ -1,0 +1,109 @@
+"""MCP server (official `mcp` SDK): tools ``embed`` and ``similarity`` over streamable HTTP.
+
+Mounted at ``/mcp`` in the FastAPI app; stateless with JSON responses, so every tool
+call is one POST and nothing long-lived blocks a graceful shutdown. The tools go
+through the same ``EmbeddingService`` (limits, batcher) as the HTTP routes. The
+session manager must run inside the app lifespan (see ``app.main``).
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from mcp.server import MCPServer
+from mcp.server.mcpserver.exceptions import ToolError
+from mcp.server.streamable_http_manager import StreamableHTTPASGIApp
+from pydantic import BaseModel, Field
+from starlette.routing import Route
+
+from app.errors import ServiceError
+from app.schemas import check_texts
+from app.service import EmbeddingService
+
+MCP_PATH = "/mcp"
+
+
+class EmbedToolResult(BaseModel):
+    model: str
+    dimensions: int
+    embeddings: list[list[float]]
+
+
+class SimilarityToolResult(BaseModel):
+    model: str
+    scores: list[float] = Field(description="Cosine similarity of source to each target, in order.")
+
+
+def _texts(value: object, field: str) -> list[str]:
+    try:
+        check_texts(value, field)
+    except ValueError as exc:
+        raise ToolError(str(exc)) from exc
+    return [value] if isinstance(value, str) else list(value)  # type: ignore[arg-type]
+
+
+def build_mcp(service: EmbeddingService) -> tuple[MCPServer, Route]:
+    """The MCP server and the ``/mcp`` route serving it (its session manager not yet run)."""
+    info = service.info
+    mcp = MCPServer(
+        name="embedder",
+        title="Sentence embeddings",
+        instructions=(
+            f"Embeds text with {info.repo} (revision {info.revision[:12]}, {info.variant}). "
+            "Use `similarity` to rank texts against a query, `embed` for raw vectors."
+        ),
+        log_level=service.settings.log_level.upper(),  # type: ignore[arg-type]
+    )
+
+    @mcp.tool(
+        name="embed",
+        description=(
+            f"Embed one text or a list of texts with {info.repo}. Returns one vector per text "
+            "(L2-normalized unless normalize is false)."
+        ),
+    )
+    async def embed(
+        inputs: Annotated[str | list[str], Field(description="A text or a list of texts.")],
+        normalize: bool = True,
+        truncate: bool = True,
+    ) -> EmbedToolResult:
+        texts = _texts(inputs, "inputs")
+        try:
+            out = await service.embed(
+                texts,
+                normalize=normalize,
+                truncate=truncate,
+                field="inputs",
+                single=isinstance(inputs, str),
+            )
+        except ServiceError as exc:
+            raise ToolError(exc.message) from exc
+        return EmbedToolResult(
+            model=info.repo, dimensions=int(out.vectors.shape[1]), embeddings=out.vectors.tolist()
+        )
+
+    @mcp.tool(
+        name="similarity",
+        description="Cosine similarity between a source text and each target text, in order.",
+    )
+    async def similarity(
+        source: Annotated[str, Field(description="The text to compare.")],
+        targets: Annotated[list[str], Field(description="Texts to score against the source.")],
+        truncate: bool = True,
+    ) -> SimilarityToolResult:
+        _texts(source, "source")
+        _texts(targets, "targets")
+        try:
+            scores = await service.similarity(source, targets, truncate=truncate)
+        except ServiceError as exc:
+            raise ToolError(exc.message) from exc
+        return SimilarityToolResult(model=info.repo, scores=scores)
+
+    mcp.streamable_http_app(
+        streamable_http_path=MCP_PATH,
+        stateless_http=True,
+        json_response=True,
+        host=service.settings.host,
+    )
+    route = Route(MCP_PATH, endpoint=StreamableHTTPASGIApp(mcp.session_manager))
+    return mcp, route

@@ -1,0 +1,209 @@
+"""The embedding service shared by the HTTP routes and the MCP tools.
+
+Owns the model, the inference thread and the batcher; enforces the input limits;
+tracks readiness (loaded AND warmed up) for /ready.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+import numpy as np
+
+from app.batching import Batcher, BatcherClosed
+from app.config import Settings
+from app.errors import InputTooLarge, InvalidInput, ModelNotFound, NotReady
+from app.metrics import Metrics
+from app.model import EmbeddingModel, Tokenized
+
+log = logging.getLogger(__name__)
+
+#: Above this many characters in one request, tokenize off the event loop.
+INLINE_TOKENIZE_CHARS = 4096
+
+
+@dataclass(slots=True)
+class Embedded:
+    vectors: np.ndarray  # [n, dim] float32
+    tokens: int  # tokens fed to the model, special tokens included
+
+
+def normalize_rows(vectors: np.ndarray) -> np.ndarray:
+    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+    return vectors / np.maximum(norms, 1e-12)
+
+
+class EmbeddingService:
+    def __init__(self, settings: Settings, metrics: Metrics) -> None:
+        self.settings = settings
+        self.metrics = metrics
+        self.model = EmbeddingModel(settings)
+        self.info = self.model.info
+        self.status = "starting"
+        self.reason: str | None = "model not loaded yet"
+        self._executor: ThreadPoolExecutor | None = None
+        self.batcher: Batcher | None = None
+        self._model_ids = {self.info.repo.lower(), self.info.name.lower()}
+
+    # -- lifecycle --------------------------------------------------------------------------
+    @property
+    def ready(self) -> bool:
+        return self.status == "ready"
+
+    async def start(self) -> None:
+        """Load the model and run one warm-up inference on the inference thread."""
+        loop = asyncio.get_running_loop()
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ort")
+        self.status, self.reason = "loading", "model loading"
+        started = time.perf_counter()
+        try:
+            await loop.run_in_executor(self._executor, self.model.load)
+            self.reason = "warm-up inference running"
+            await loop.run_in_executor(self._executor, self.model.warm_up)
+        except Exception as exc:
+            self.status, self.reason = "failed", f"model failed to load: {exc}"
+            log.exception("model load failed", extra={"model_dir": str(self.settings.model_dir)})
+            return
+        self.batcher = Batcher(
+            self.model.run,
+            self._executor,
+            max_batch=self.settings.max_batch,
+            max_wait_s=self.settings.max_wait_ms / 1000,
+            observe=self.metrics.observe_batch,
+        )
+        self.batcher.start()
+        self.status, self.reason = "ready", None
+        self.metrics.ready.set(1)
+        log.info(
+            "ready",
+            extra={
+                "model": self.info.repo,
+                "revision": self.info.revision,
+                "variant": self.info.variant,
+                "load_seconds": round(time.perf_counter() - started, 3),
+            },
+        )
+
+    async def stop(self) -> None:
+        self.status, self.reason = "stopping", "service is shutting down"
+        self.metrics.ready.set(0)
+        if self.batcher is not None:
+            await self.batcher.stop()
+        if self._executor is not None:
+            await asyncio.to_thread(self._executor.shutdown, wait=True)
+            self._executor = None
+
+    def ready_body(self) -> dict:
+        return {
+            "status": self.status,
+            "ready": self.ready,
+            "reason": self.reason,
+            "model": self.info.repo,
+            "revision": self.info.revision,
+            "variant": self.info.variant,
+            "dimensions": self.model.dimensions,
+            "max_seq_length": self.info.max_seq_length,
+        }
+
+    # -- checks -----------------------------------------------------------------------------
+    def resolve_model(self, requested: str) -> str:
+        if requested.strip().lower() not in self._model_ids:
+            raise ModelNotFound(
+                f"The model {requested!r} is not served here. This service serves "
+                f"{self.info.repo!r} (also accepted: {self.info.name!r}).",
+                param="model",
+            )
+        return self.info.repo
+
+    def check_limits(self, texts: Sequence[str], field: str) -> None:
+        s = self.settings
+        if len(texts) > s.max_inputs:
+            raise InputTooLarge(
+                f"{field} has {len(texts)} texts; at most {s.max_inputs} are allowed per request "
+                f"(setting EMBEDDER_MAX_INPUTS). Split the request.",
+                param=field,
+            )
+        for i, text in enumerate(texts):
+            if len(text) > s.max_text_chars:
+                raise InputTooLarge(
+                    f"{field}[{i}] has {len(text)} characters; at most {s.max_text_chars} are "
+                    f"allowed per text (setting EMBEDDER_MAX_TEXT_CHARS). Shorten or split it.",
+                    param=f"{field}[{i}]",
+                )
+
+    def _require_ready(self) -> Batcher:
+        if self.status != "ready" or self.batcher is None:
+            raise NotReady(f"Model is not ready yet ({self.reason}); retry shortly, see GET /ready.")
+        return self.batcher
+
+    # -- operations -------------------------------------------------------------------------
+    async def tokenize(
+        self, texts: Sequence[str], *, truncate: bool, field: str, single: bool = False
+    ) -> Tokenized:
+        if sum(len(t) for t in texts) > INLINE_TOKENIZE_CHARS:
+            tok = await asyncio.to_thread(self.model.tokenize, texts)
+        else:
+            tok = self.model.tokenize(texts)
+        if tok.over_limit:
+            limit = self.info.max_seq_length
+            if not truncate:
+                i = tok.over_limit[0]
+                where = field if single else f"{field}[{i}]"
+                raise InputTooLarge(
+                    f"{where} is {tok.full_lengths[i]} tokens long; the model takes at most "
+                    f"{limit} tokens (max_seq_length {limit}, special tokens included). Shorten "
+                    f'it, or send "truncate": true to embed its first {limit} tokens.',
+                    param=where,
+                )
+            self.metrics.truncated.inc(len(tok.over_limit))
+        return tok
+
+    async def _run(self, ids: list) -> np.ndarray:
+        batcher = self._require_ready()
+        try:
+            return await batcher.submit(ids)
+        except BatcherClosed as exc:
+            raise NotReady(str(exc)) from exc
+
+    async def embed(
+        self,
+        texts: Sequence[str],
+        *,
+        normalize: bool = True,
+        truncate: bool = True,
+        field: str = "inputs",
+        single: bool = False,
+    ) -> Embedded:
+        """Embed texts (limits enforced, batched with concurrent requests)."""
+        self.check_limits(texts, field)
+        self._require_ready()
+        tok = await self.tokenize(texts, truncate=truncate, field=field, single=single)
+        vectors = await self._run(tok.ids)
+        self.metrics.texts.inc(len(texts))
+        self.metrics.tokens.inc(tok.total_tokens)
+        return Embedded(normalize_rows(vectors) if normalize else vectors, tok.total_tokens)
+
+    async def similarity(self, source: str, targets: Sequence[str], *, truncate: bool = True) -> list[float]:
+        """Cosine similarity of source to each target, in target order."""
+        if not targets:
+            raise InvalidInput("targets must contain at least one text", param="targets")
+        self.check_limits(targets, "targets")
+        if len(source) > self.settings.max_text_chars:
+            raise InputTooLarge(
+                f"source has {len(source)} characters; at most {self.settings.max_text_chars} are "
+                f"allowed per text (setting EMBEDDER_MAX_TEXT_CHARS).",
+                param="source",
+            )
+        self._require_ready()
+        src = await self.tokenize([source], truncate=truncate, field="source", single=True)
+        tgt = await self.tokenize(targets, truncate=truncate, field="targets")
+        vectors = normalize_rows(await self._run(src.ids + tgt.ids))
+        self.metrics.texts.inc(1 + len(targets))
+        self.metrics.tokens.inc(src.total_tokens + tgt.total_tokens)
+        scores = vectors[1:] @ vectors[0]
+        return [float(x) for x in np.clip(scores, -1.0, 1.0)]

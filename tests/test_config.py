@@ -1,0 +1,71 @@
+"""Settings: EMBEDDER_ environment, defaults, and clear failures."""
+
+from __future__ import annotations
+
+import pytest
+from pydantic import ValidationError
+
+from app.config import Settings, describe_settings_error
+
+
+@pytest.fixture
+def env(monkeypatch, model_dir):
+    for name in list(__import__("os").environ):
+        if name.startswith("EMBEDDER_"):
+            monkeypatch.delenv(name)
+    monkeypatch.setenv("EMBEDDER_MODEL_DIR", str(model_dir))
+    return monkeypatch
+
+
+def test_defaults(env, model_dir):
+    s = Settings()
+    assert (s.host, s.port, s.variant, s.max_batch, s.max_inputs) == ("0.0.0.0", 8000, "fp32", 32, 256)
+    assert (s.max_text_chars, s.intra_op_threads, s.inter_op_threads, s.log_level) == (8192, 0, 1, "info")
+    assert 0 < s.max_wait_ms <= 10
+    assert s.model_dir == model_dir and s.onnx_path == model_dir / "onnx/model.onnx"
+
+
+def test_environment_overrides(env, model_dir):
+    env.setenv("EMBEDDER_PORT", "9001")
+    env.setenv("EMBEDDER_VARIANT", "INT8")  # case-insensitive
+    env.setenv("EMBEDDER_MAX_WAIT_MS", "0.5")
+    env.setenv("EMBEDDER_LOG_LEVEL", "WARNING")
+    s = Settings()
+    assert (s.port, s.variant, s.max_wait_ms, s.log_level) == (9001, "int8", 0.5, "warning")
+    assert s.onnx_path == model_dir / "onnx/model_int8.onnx"
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "needle"),
+    [
+        ("EMBEDDER_PORT", "70000", "less than or equal to 65535"),
+        ("EMBEDDER_VARIANT", "fp16", "'fp32' or 'int8'"),
+        ("EMBEDDER_MAX_INPUTS", "0", "greater than or equal to 1"),
+        ("EMBEDDER_MAX_WAIT_MS", "-1", "greater than or equal to 0"),
+        ("EMBEDDER_INTRA_OP_THREADS", "many", "valid integer"),
+        ("EMBEDDER_LOG_LEVEL", "loud", "'debug'"),
+    ],
+)
+def test_invalid_values_name_the_variable(env, name, value, needle):
+    env.setenv(name, value)
+    with pytest.raises(ValidationError) as info:
+        Settings()
+    message = describe_settings_error(info.value)
+    assert name in message and needle in message, message
+
+
+def test_missing_model_dir(env, tmp_path):
+    env.setenv("EMBEDDER_MODEL_DIR", str(tmp_path / "nope"))
+    with pytest.raises(ValidationError) as info:
+        Settings()
+    assert "is not a directory" in describe_settings_error(info.value)
+
+
+def test_model_dir_without_the_variant(env, tmp_path, model_dir):
+    for name in ("model.lock.json", "tokenizer.json", "sentence_bert_config.json"):
+        (tmp_path / name).write_bytes((model_dir / name).read_bytes())
+    env.setenv("EMBEDDER_MODEL_DIR", str(tmp_path))
+    with pytest.raises(ValidationError) as info:
+        Settings()
+    message = describe_settings_error(info.value)
+    assert "onnx/model.onnx" in message and "EMBEDDER_VARIANT=fp32" in message

@@ -1,0 +1,57 @@
+"""The model directory contract: lock metadata, integrity check at load, variant selection."""
+
+from __future__ import annotations
+
+import json
+
+import httpx
+import pytest
+from svc_support import lifespan_running, make_settings, running_app, wait_until_ready
+
+from app.main import create_app
+from app.model import ModelInfo
+
+
+@pytest.fixture
+def tampered_dir(model_dir, tmp_path):
+    """The real model directory, symlinked file by file, with a tokenizer.json that differs
+    (same size, still loadable: an unused vocabulary entry is renamed)."""
+    for src in model_dir.rglob("*"):
+        if src.is_file():
+            dst = tmp_path / src.relative_to(model_dir)
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            if src.name == "tokenizer.json":
+                text = src.read_text()
+                assert '"[unused0]"' in text
+                dst.write_text(text.replace('"[unused0]"', '"[unusedX]"', 1))
+            else:
+                dst.symlink_to(src)
+    return tmp_path
+
+
+def test_info_from_lock(model_dir):
+    info = ModelInfo.read(model_dir, "fp32")
+    lock = json.loads((model_dir / "model.lock.json").read_text())
+    assert (info.repo, info.revision) == (lock["repo"], lock["revision"])
+    assert info.name == "all-MiniLM-L6-v2" and info.max_seq_length == 256
+    assert "onnx/model.onnx" in info.files
+
+
+async def test_tampered_file_keeps_service_unready(tampered_dir):
+    app = create_app(make_settings(tampered_dir))
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://t") as c, lifespan_running(app):
+        with pytest.raises(AssertionError, match="failed"):
+            await wait_until_ready(c, timeout=30)
+        r = await c.get("/ready")
+        assert r.status_code == 503
+        assert r.json()["status"] == "failed" and "tokenizer.json" in r.json()["reason"]
+        assert "sha256" in r.json()["reason"]
+        assert (await c.get("/health")).status_code == 200
+        assert (await c.post("/embed", json={"inputs": "x"})).status_code == 503
+
+
+async def test_verification_can_be_turned_off(tampered_dir):
+    async with running_app(create_app(make_settings(tampered_dir, verify_model=False))) as c:
+        r = await c.post("/embed", json={"inputs": "x"})
+        assert r.status_code == 200

