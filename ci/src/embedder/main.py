@@ -86,7 +86,7 @@ class Embedder:
         for key, value in labels.items():
             ctr = ctr.with_label(key, value)
         return (
-            ctr.with_directory(runtime.VENV, runtime.virtualenv(self.tools(), self.source))
+            ctr.with_directory(runtime.VENV, runtime.virtualenv(self.tools(), self.source), exclude=runtime.PRUNE)
             .with_directory(f"{runtime.APP_HOME}/app", runtime.app_code(self.tools(), self.source))
             .with_directory(path, model)
             .with_env_variable("PATH", PATH)
@@ -130,11 +130,11 @@ class Embedder:
     @function
     @dagger.check
     async def image_checks(
-        self, size_budget_mb: Annotated[int, Doc("largest acceptable image size, MB uncompressed")] = 300
+        self, size_budget_mb: Annotated[int, Doc("largest acceptable image size, MB uncompressed")] = 450
     ) -> str:
         """tests/image/: user, healthcheck, labels, port, no compilers, no torch/nvidia/triton, size."""
         ctr = testing.runner(self.tools(), self.source, await self.model())
-        return await testing.pytest(testing.with_image(ctr, await self.build(), size_budget_mb), "tests/image")
+        return await testing.pytest(testing.with_image(ctr, await self.build(), size_budget_mb), "-s", "tests/image")
 
     @function(cache="never")
     @dagger.check
@@ -144,7 +144,7 @@ class Embedder:
 
     @function(cache="never")
     async def test(
-        self, size_budget_mb: Annotated[int, Doc("largest acceptable image size, MB uncompressed")] = 300
+        self, size_budget_mb: Annotated[int, Doc("largest acceptable image size, MB uncompressed")] = 450
     ) -> str:
         """Everything: unit suite, image checks, publish check, integration tests. Fails if any part fails."""
         parts = {

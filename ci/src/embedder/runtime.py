@@ -8,6 +8,19 @@ APP_HOME = "/srv/embedder"
 MODELS = "/opt/models"
 PORT = 8000
 UID = 1000
+# Optional extras of dependencies that the service never uses: hf-xet (tokenizers -> huggingface_hub downloads;
+# the model is never downloaded at run time).
+NOT_SHIPPED = ["hf-xet"]
+# Files of installed packages the service never loads: test suites, ONNX Runtime's Python tooling (model
+# optimizers, quantizers) and its C-API library (the Python binding is self-contained).
+PRUNE = [
+    "**/tests",
+    "**/onnxruntime/capi/libonnxruntime.so*",
+    "**/onnxruntime/transformers",
+    "**/onnxruntime/quantization",
+    "**/onnxruntime/tools",
+    "**/onnxruntime/datasets",
+]
 ONNX = {"FP32": "onnx/model.onnx", "INT8": "onnx/model_int8.onnx"}
 
 
@@ -15,7 +28,8 @@ def virtualenv(tools: dagger.Container, source: dagger.Directory) -> dagger.Dire
     """Runtime dependencies only (no dev groups), from the lockfile, bytecode compiled; no project code yet."""
     return (
         tools.with_(with_project_files(source))
-        .with_exec(["uv", "sync", "--no-dev", "--no-default-groups", "--no-install-project"])
+        .with_exec(["uv", "sync", "--no-dev", "--no-default-groups", "--no-install-project",
+                    *(flag for name in NOT_SHIPPED for flag in ("--no-install-package", name))])
         .directory(VENV)
     )
 

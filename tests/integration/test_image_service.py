@@ -1,0 +1,81 @@
+"""The built image, running as a service: readiness, reference embeddings, OpenAI and MCP clients, bad input."""
+
+import numpy as np
+import openai
+import pytest
+from mcp import Client
+
+from tests.test_errors import CASES
+
+MODEL = "sentence-transformers/all-MiniLM-L6-v2"
+REVISION = "c9745ed1d9f207416be6d2e6f8de32d1f16199bf"
+
+
+async def test_health_and_ready_name_model_revision_and_variant(client, variant):
+    assert (await client.get("/health")).status_code == 200
+    ready = await client.get("/ready")
+    assert ready.status_code == 200, ready.text
+    body = ready.json()
+    assert (body["model"], body["revision"], body["variant"]) == (MODEL, REVISION, variant)
+
+
+async def test_embeddings_equal_the_sentence_transformers_reference(client, reference, variant):
+    r = await client.post("/embed", json={"inputs": reference["sentences"]})
+    assert r.status_code == 200, r.text
+    got, want = np.asarray(r.json()["embeddings"]), np.asarray(reference["embeddings"])
+    assert got.shape == want.shape == (len(reference["sentences"]), 384)
+    if variant == "fp32":
+        np.testing.assert_allclose(got, want, atol=1e-5)
+    else:
+        assert (got * want).sum(axis=1).min() >= 0.99
+
+
+async def test_similarity_ranks_related_text_first(client):
+    r = await client.post("/similarity", json={"source": "A cat sits on the mat.",
+                                               "targets": ["Stock markets fell today.", "A kitten rests on a rug."]})
+    assert r.status_code == 200, r.text
+    low, high = r.json()["scores"]
+    assert high > low
+
+
+@pytest.mark.parametrize("encoding_format", [openai.NOT_GIVEN, "float"], ids=["client-default-base64", "float"])
+async def test_openai_client(base_url, client, encoding_format):
+    texts = ["The quick brown fox.", "Embeddings over HTTP."]
+    async with openai.AsyncOpenAI(base_url=f"{base_url}/v1", api_key="unused", max_retries=0) as oa:
+        result = await oa.embeddings.create(model=MODEL, input=texts, encoding_format=encoding_format)
+    expected = (await client.post("/embed", json={"inputs": texts})).json()["embeddings"]
+    np.testing.assert_allclose([d.embedding for d in result.data], expected, atol=1e-6)
+    assert result.usage.prompt_tokens > 0 and result.model == MODEL
+
+
+async def test_openai_client_unknown_model_is_a_clear_404(base_url):
+    async with openai.AsyncOpenAI(base_url=f"{base_url}/v1", api_key="unused", max_retries=0) as oa:
+        with pytest.raises(openai.NotFoundError, match=MODEL):
+            await oa.embeddings.create(model="text-embedding-3-small", input="hi")
+
+
+async def test_mcp_client_calls_both_tools(base_url):
+    async with Client(f"{base_url}/mcp") as mcp:
+        assert {"embed", "similarity"} <= {t.name for t in (await mcp.list_tools()).tools}
+        embedded = await mcp.call_tool("embed", {"inputs": ["hello there"]})
+        scored = await mcp.call_tool("similarity", {"source": "a dog", "targets": ["a puppy", "a tax form"]})
+    assert not embedded.is_error and len(embedded.structured_content["embeddings"][0]) == 384
+    assert not scored.is_error and scored.structured_content["scores"][0] > scored.structured_content["scores"][1]
+
+
+@pytest.mark.parametrize(("path", "body", "status", "needles"), CASES)
+async def test_bad_input_is_a_clear_4xx_and_the_service_stays_up(client, path, body, status, needles):
+    if isinstance(body, str):
+        r = await client.post(path, content=body, headers={"content-type": "application/json"})
+    else:
+        r = await client.post(path, json=body)
+    assert r.status_code == status, r.text
+    for needle in needles:
+        assert needle in r.json()["detail"]
+    assert (await client.post("/embed", json={"inputs": "still serving"})).status_code == 200
+
+
+async def test_metrics_count_requests_and_batches(client):
+    await client.post("/embed", json={"inputs": ["count me"]})
+    text = (await client.get("/metrics")).text
+    assert "embedder_" in text and "/embed" in text
