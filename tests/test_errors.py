@@ -48,8 +48,8 @@ CASES = [
 ]
 
 
-@pytest.mark.parametrize(("path", "body", "status", "needles"), CASES)
-async def test_bad_input(client, path, body, status, needles):
+async def check_bad_input(client, path, body, status, needles) -> None:
+    """POST one CASES entry and check its status and message (shared with tests/integration)."""
     if isinstance(body, str):
         r = await client.post(path, content=body, headers={"content-type": "application/json"})
     else:
@@ -58,6 +58,11 @@ async def test_bad_input(client, path, body, status, needles):
     detail = r.json()["detail"]
     for needle in needles:
         assert needle in detail, detail
+
+
+@pytest.mark.parametrize(("path", "body", "status", "needles"), CASES)
+async def test_bad_input(client, path, body, status, needles):
+    await check_bad_input(client, path, body, status, needles)
     await _still_serving(client)
 
 

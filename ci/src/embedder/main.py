@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 from typing import Annotated
 
 import dagger
-from dagger import DefaultPath, Doc, Ignore, dag, function, object_type
+from dagger import DefaultPath, Doc, Ignore, dag, field, function, object_type
 
 from . import model as model_stage
 from . import publish as publishing
@@ -32,7 +32,7 @@ class Embedder:
 
     source: Annotated[dagger.Directory, DefaultPath("/"), Ignore(SOURCE_IGNORE), Doc("the repository")]
     commit: Annotated[dagger.GitRef, DefaultPath("/"), Doc("the git checkout, for the revision label and tag")]
-    base_image: Annotated[str, Doc("base image of every stage")] = "python:3.13-slim"
+    base_image: Annotated[str, Doc("base image of every stage")] = field(default="python:3.13-slim")
     uv_image: Annotated[str, Doc("image that provides the uv binary (pins uv's version)")] = (
         "ghcr.io/astral-sh/uv:0.13.9"
     )

@@ -1,0 +1,118 @@
+"""Pipeline benchmark: build times against the floor, image size per variant, cold start, warm test.
+
+    python -m bench.pipeline [--cold-reset "SHELL COMMAND"] [--json out.json]
+
+Run from the repository root with the Dagger CLI (and Docker for the size / start-up figures). Everything is
+measured in ONE run, so the ratios compare like with like on a noisy machine:
+- floor: `dagger call base-image` (module load + source upload + a cached function, nothing built);
+- cold build: `dagger call build` after --cold-reset has emptied the engine's cache (skipped without it; e.g.
+  `docker rm -f dagger-engine && docker volume rm dagger-engine-state && ../shared/dagger-local/up`);
+- no-op rebuild: `dagger call build` again; code change: the same after a one-line change in app/ (reverted);
+- image size per variant (`docker image inspect` Size after `docker load` of `build export`);
+- `docker run` to the first 200 from /ready; `dagger call test` warm.
+Targets (from the pipeline issue): no-op <= 1.3x floor, code change <= 2x floor, fp32 image <= 300 MB,
+cold start <= 2 s, cold build <= 234 s.
+"""
+
+import argparse
+import json
+import shutil
+import subprocess
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+CHANGED = Path("app/main.py")
+
+
+def timed(*args: str) -> float:
+    start = time.perf_counter()
+    subprocess.run(args, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return time.perf_counter() - start
+
+
+def dagger(*args: str) -> float:
+    return timed("dagger", "call", *args)
+
+
+def code_change_build() -> float:
+    original = CHANGED.read_text()
+    try:
+        CHANGED.write_text(original + f"\n# benchmark change {time.time_ns()}\n")
+        return dagger("build")
+    finally:
+        CHANGED.write_text(original)
+
+
+def docker_figures(variant: str, tmp: Path) -> dict:
+    tar = tmp / f"{variant}.tar"
+    dagger(f"--variant={variant}", "build", "export", f"--path={tar}")
+    loaded = subprocess.run(["docker", "load", "-q", "-i", str(tar)], check=True, capture_output=True, text=True)
+    image = loaded.stdout.strip().splitlines()[-1].split(": ", 1)[1]
+    size = int(subprocess.run(["docker", "image", "inspect", "-f", "{{.Size}}", image],
+                              check=True, capture_output=True, text=True).stdout)
+    start = time.perf_counter()
+    cid = subprocess.run(["docker", "run", "-d", "-p", "127.0.0.1::8000", image],
+                         check=True, capture_output=True, text=True).stdout.strip()
+    try:
+        port = subprocess.run(["docker", "port", cid, "8000/tcp"], check=True, capture_output=True,
+                              text=True).stdout.split(":")[-1].strip()
+        while time.perf_counter() - start < 60:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/ready", timeout=1) as r:
+                    if r.status == 200:
+                        break
+            except OSError:
+                time.sleep(0.02)
+        ready = time.perf_counter() - start
+    finally:
+        subprocess.run(["docker", "rm", "-f", cid], stdout=subprocess.DEVNULL, check=False)
+    return {"size_mb": size / 1e6, "run_to_ready_s": ready}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--cold-reset", help="shell command that empties the engine's cache (enables cold build)")
+    parser.add_argument("--json", type=Path, help="also write the figures here")
+    args = parser.parse_args()
+    r: dict = {}
+    if args.cold_reset:
+        subprocess.run(args.cold_reset, shell=True, check=True)
+        r["cold_build_s"] = dagger("build")
+    dagger("build")  # make sure the build is cached before the warm figures
+    dagger("base-image")
+    r["floor_s"] = dagger("base-image")
+    r["noop_build_s"] = dagger("build")
+    r["code_change_build_s"] = code_change_build()
+    dagger("build")  # back to the committed code
+    if shutil.which("docker"):
+        with tempfile.TemporaryDirectory() as tmp:
+            for variant in ("FP32", "INT8"):
+                r[variant.lower()] = docker_figures(variant, Path(tmp))
+    dagger("test")
+    r["test_warm_s"] = dagger("test")
+
+    floor = r["floor_s"]
+    rows = [("floor (cached trivial call)", f"{floor:.1f} s", "")]
+    if "cold_build_s" in r:
+        rows.append(("cold build", f"{r['cold_build_s']:.0f} s", "<= 234 s"))
+    rows += [
+        ("no-op rebuild", f"{r['noop_build_s']:.1f} s ({r['noop_build_s'] / floor:.2f}x floor)", "<= 1.3x"),
+        ("one-line app change", f"{r['code_change_build_s']:.1f} s ({r['code_change_build_s'] / floor:.2f}x)",
+         "<= 2x"),
+    ]
+    for variant in ("fp32", "int8"):
+        if variant in r:
+            rows.append((f"image size {variant}", f"{r[variant]['size_mb']:.0f} MB", "<= 300 MB (fp32)"))
+            rows.append((f"docker run to /ready {variant}", f"{r[variant]['run_to_ready_s']:.2f} s", "<= 2 s"))
+    rows.append(("dagger call test (warm)", f"{r['test_warm_s']:.0f} s", ""))
+    print("| measure | value | target |\n|---|---|---|")
+    for row in rows:
+        print("| " + " | ".join(row) + " |")
+    if args.json:
+        args.json.write_text(json.dumps(r, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
