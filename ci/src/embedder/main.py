@@ -56,9 +56,8 @@ class Embedder:
     @function
     async def model(self) -> dagger.Directory:
         """The versioned model directory: pinned download checked against the lock, ONNX fp32 + int8."""
-        lock = await self.source.file("uv.lock").contents()
         separate = model_stage.separate_torch_index(self.torch_index_url, self.index_url)
-        cpu_only = model_stage.cuda_packages(lock) if separate else []
+        cpu_only = model_stage.cuda_packages(await self.source.file("uv.lock").contents()) if separate else []
         requirements = model_stage.export_requirements(self.tools(), self.source, cpu_only)
         ctr = model_stage.exporter(self.tools(), requirements, self.torch_index_url if separate else None)
         ctr = ctr.with_(model_stage.with_export_code(self.source))
@@ -69,14 +68,17 @@ class Embedder:
     async def build(self) -> dagger.Container:
         """The runtime image: non-root, no compiler, no torch, healthcheck on /ready."""
         path = runtime.model_path(self.model_repo, self.model_revision)
-        version = tomllib.loads(await self.source.file("pyproject.toml").contents())["project"]["version"]
-        model = runtime.only_variant(await self.model(), self.variant.name)
+        pyproject, revision, model = await asyncio.gather(
+            self.source.file("pyproject.toml").contents(), self.commit.commit(), self.model()
+        )
+        project = tomllib.loads(pyproject)["project"]
+        model = runtime.only_variant(model, self.variant.name)
         labels = {
             "org.opencontainers.image.title": "embedder",
             "org.opencontainers.image.description": f"{self.model_repo} sentence embeddings over HTTP",
-            "org.opencontainers.image.source": await self.source_url(),
-            "org.opencontainers.image.revision": await self.commit.commit(),
-            "org.opencontainers.image.version": version,
+            "org.opencontainers.image.source": project.get("urls", {}).get("Source", ""),
+            "org.opencontainers.image.revision": revision,
+            "org.opencontainers.image.version": project["version"],
             "org.opencontainers.image.created": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
             "io.embedder.model.repo": self.model_repo,
             "io.embedder.model.revision": self.model_revision,
@@ -86,9 +88,10 @@ class Embedder:
         for key, value in labels.items():
             ctr = ctr.with_label(key, value)
         return (
-            ctr.with_directory(runtime.VENV, runtime.virtualenv(self.tools(), self.source), exclude=runtime.PRUNE)
-            .with_directory(f"{runtime.APP_HOME}/app", runtime.app_code(self.tools(), self.source))
-            .with_directory(path, model)
+            # Layers from the least to the most often changed: a code change rebuilds only the last one.
+            ctr.with_directory(path, model)
+            .with_directory(runtime.VENV, runtime.virtualenv(self.tools(), self.source), exclude=runtime.PRUNE)
+            .with_directory(f"{runtime.APP_HOME}/app", runtime.app_code(self.source))
             .with_env_variable("PATH", PATH)
             .with_env_variable("PYTHONPATH", runtime.APP_HOME)
             .with_env_variable("PYTHONDONTWRITEBYTECODE", "1")
@@ -102,10 +105,6 @@ class Embedder:
             .with_entrypoint(["python", "-m", "app"])
             .with_(runtime.with_healthcheck)
         )
-
-    async def source_url(self) -> str:
-        project = tomllib.loads(await self.source.file("pyproject.toml").contents())["project"]
-        return project.get("urls", {}).get("Source", "")
 
     @function
     async def serve(self) -> dagger.Service:

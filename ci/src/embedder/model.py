@@ -45,8 +45,13 @@ def exporter(base: dagger.Container, requirements: dagger.File, torch_index: str
 
 def with_export_code(source: dagger.Directory):
     def apply(ctr: dagger.Container) -> dagger.Container:
-        code = source.directory("app")
-        return ctr.with_directory(f"{WORKDIR}/app", code, include=["__init__.py", "export/**"]).with_workdir(WORKDIR)
+        # File by file, not `include=`: the cache then keys on these files' contents only, so a change
+        # elsewhere in app/ does not export the model again.
+        return (
+            ctr.with_file(f"{WORKDIR}/app/__init__.py", source.file("app/__init__.py"))
+            .with_directory(f"{WORKDIR}/app/export", source.directory("app/export"))
+            .with_workdir(WORKDIR)
+        )
 
     return apply
 
