@@ -7,7 +7,6 @@ graph outputs ``sentence_embedding`` (mean-pooled, not normalized) for int64
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 from collections.abc import Sequence
@@ -17,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from app.config import Settings
+from app.lock import Lock
 
 log = logging.getLogger(__name__)
 
@@ -24,7 +24,7 @@ OUTPUT_NAME = "sentence_embedding"
 
 
 class ModelIntegrityError(RuntimeError):
-    """A file of the model directory does not match model.lock.json."""
+    """The model directory cannot be read or does not hold what the export contract says."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,24 +58,6 @@ class ModelInfo:
                 f"cannot read the model description in {model_dir} (model.lock.json, "
                 f"sentence_bert_config.json): {type(exc).__name__}: {exc}"
             ) from exc
-
-
-def verify_files(model_dir: Path, files: dict[str, dict], names: Sequence[str]) -> None:
-    """Check size and sha256 of ``names`` against the lock; raise ModelIntegrityError."""
-    for name in names:
-        entry = files.get(name)
-        if entry is None:
-            raise ModelIntegrityError(f"{name} is not listed in model.lock.json")
-        path = model_dir / name
-        size = path.stat().st_size
-        if "size" in entry and int(entry["size"]) != size:
-            raise ModelIntegrityError(f"{name}: size {size} != {entry['size']} in model.lock.json")
-        digest = hashlib.sha256()
-        with path.open("rb") as fh:
-            while chunk := fh.read(1 << 20):
-                digest.update(chunk)
-        if "sha256" in entry and digest.hexdigest() != entry["sha256"]:
-            raise ModelIntegrityError(f"{name}: sha256 does not match model.lock.json")
 
 
 @dataclass(slots=True)
@@ -114,7 +96,7 @@ class EmbeddingModel:
         s = self.settings
         onnx_rel = str(s.onnx_path.relative_to(s.model_dir))
         if s.verify_model:
-            verify_files(s.model_dir, self.info.files, ["tokenizer.json", onnx_rel])
+            Lock(self.info.repo, self.info.revision, self.info.files).verify(s.model_dir, ["tokenizer.json", onnx_rel])
         tokenizer = Tokenizer.from_file(str(s.model_dir / "tokenizer.json"))
         tokenizer.no_padding()  # padding is per batch, to the longest sequence
         tokenizer.enable_truncation(max_length=self.info.max_seq_length)

@@ -61,7 +61,8 @@ def sentences(n: int, seed: int = 0) -> list[str]:
 
 def model_dir() -> Path:
     """The model directory, found or built exactly like tests/conftest.py's ``model_dir`` fixture."""
-    from app.export.lock import LOCK_NAME, UPSTREAM_LOCK, Lock, LockMismatch
+    from app.export import UPSTREAM_LOCK
+    from app.lock import LOCK_NAME, Lock, LockMismatch
 
     if given := os.environ.get("EMBEDDER_TEST_MODEL_DIR"):
         Lock.read(Path(given) / LOCK_NAME).verify(Path(given))

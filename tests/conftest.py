@@ -5,7 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from app.export.lock import LOCK_NAME, UPSTREAM_LOCK, Lock, LockMismatch
+from app.export import UPSTREAM_LOCK
+from app.lock import LOCK_NAME, Lock, LockMismatch
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -7,7 +7,8 @@ import sys
 
 import pytest
 
-from app.export.lock import LOCK_NAME, UPSTREAM_LOCK, Lock, LockMismatch
+from app.export import UPSTREAM_LOCK
+from app.lock import LOCK_NAME, Lock, LockMismatch
 
 UPSTREAM = Lock.read(UPSTREAM_LOCK)
 

@@ -5,3 +5,7 @@
 sentence-transformers and writes `model.lock.json`. Needs the `export` dependency group (torch,
 sentence-transformers, onnx); nothing here is imported by the service.
 """
+
+from pathlib import Path
+
+UPSTREAM_LOCK = Path(__file__).with_name("upstream.lock.json")

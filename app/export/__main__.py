@@ -5,7 +5,9 @@ import os
 import sys
 from pathlib import Path
 
-from .lock import UPSTREAM_LOCK, Lock, LockMismatch
+from app.lock import Lock, LockMismatch
+
+from . import UPSTREAM_LOCK
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -8,7 +8,7 @@ from pathlib import Path
 from sentence_transformers import SentenceTransformer
 
 from . import verify
-from .lock import LOCK_NAME, Lock, lock_directory
+from app.lock import LOCK_NAME, Lock, lock_directory
 from .onnx_export import export_fp32
 from .quantize import quantize_int8
 

@@ -6,7 +6,7 @@ from pathlib import Path
 from huggingface_hub import snapshot_download
 from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError
 
-from .lock import Lock
+from app.lock import Lock
 
 
 class DownloadError(RuntimeError):

@@ -49,6 +49,7 @@ def with_export_code(source: dagger.Directory):
         # elsewhere in app/ does not export the model again.
         return (
             ctr.with_file(f"{WORKDIR}/app/__init__.py", source.file("app/__init__.py"))
+            .with_file(f"{WORKDIR}/app/lock.py", source.file("app/lock.py"))
             .with_directory(f"{WORKDIR}/app/export", source.directory("app/export"))
             .with_workdir(WORKDIR)
         )
@@ -59,12 +60,16 @@ def with_export_code(source: dagger.Directory):
 def download(ctr: dagger.Container, endpoint: str, repo: str, revision: str, token: dagger.Secret | None):
     """Fetch the locked files into SNAPSHOT; huggingface_hub's cache lives in a volume, so a rerun downloads nothing."""
     ctr = ctr.with_mounted_cache(HF_CACHE, hf_cache()).with_env_variable("HF_HOME", HF_CACHE)
-    ctr = ctr.with_env_variable("HF_HUB_DISABLE_TELEMETRY", "1").with_env_variable("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    ctr = ctr.with_env_variable("HF_HUB_DISABLE_TELEMETRY", "1")
+    ctr = ctr.with_env_variable("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     if token is not None:
         ctr = ctr.with_secret_variable("HF_TOKEN", token)
-    return ctr.with_exec(["python", "-m", "app.export", "download", "--endpoint", endpoint, "--repo", repo, "--revision", revision,
-                          "--out", SNAPSHOT])
+    return ctr.with_exec([
+        "python", "-m", "app.export", "download",
+        "--endpoint", endpoint, "--repo", repo, "--revision", revision, "--out", SNAPSHOT,
+    ])
 
 
 def build_model_dir(ctr: dagger.Container) -> dagger.Directory:
-    return ctr.with_exec(["python", "-m", "app.export", "build", "--snapshot", SNAPSHOT, "--out", MODEL]).directory(MODEL)
+    build = ["python", "-m", "app.export", "build", "--snapshot", SNAPSHOT, "--out", MODEL]
+    return ctr.with_exec(build).directory(MODEL)

@@ -1,11 +1,14 @@
-"""Locks: sha256 and size of every file of a model directory, and checking a directory against one."""
+"""Locks: sha256 and size of every file of a model directory, and checking a directory against one.
+
+Shared by the model stage (app.export writes and checks locks) and the service (which checks the files it
+loads); standard library only, so the service imports nothing of the export's dependencies.
+"""
 
 import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
 
-UPSTREAM_LOCK = Path(__file__).with_name("upstream.lock.json")
 LOCK_NAME = "model.lock.json"
 
 
@@ -28,10 +31,13 @@ class Lock:
         body = {"repo": self.repo, "revision": self.revision, **extra, "files": self.files}
         Path(path).write_text(json.dumps(body, indent=2, sort_keys=False) + "\n")
 
-    def verify(self, root: Path) -> None:
-        """Raise LockMismatch naming the first file that is missing or differs."""
+    def verify(self, root: Path, names: list[str] | None = None) -> None:
+        """Raise LockMismatch naming the first file that is missing or differs (all locked files, or names)."""
         root = Path(root)
-        for rel, want in sorted(self.files.items()):
+        for rel in sorted(self.files) if names is None else names:
+            want = self.files.get(rel)
+            if want is None:
+                raise LockMismatch(f"{rel}: not listed in the lock of {self.repo}@{self.revision}")
             path = root / rel
             if not path.is_file():
                 raise LockMismatch(f"{rel}: missing from {root} (locked for {self.repo}@{self.revision})")
