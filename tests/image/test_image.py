@@ -31,6 +31,11 @@ def config() -> dict:
 
 
 @pytest.fixture(scope="module")
+def env(config) -> dict:
+    return dict(item.split("=", 1) for item in config["Env"])
+
+
+@pytest.fixture(scope="module")
 def rootfs() -> Path:
     return Path(ROOTFS)
 
@@ -46,10 +51,9 @@ def test_healthcheck_probes_ready(config):
     assert check["Interval"] > 0 and check["Retries"] >= 1
 
 
-def test_entrypoint_port_and_env(config):
+def test_entrypoint_port_and_env(config, env):
     assert config["Entrypoint"] == ["python", "-m", "app"]
     assert "8000/tcp" in config["ExposedPorts"]
-    env = dict(item.split("=", 1) for item in config["Env"])
     assert env["EMBEDDER_PORT"] == "8000"
     assert env["EMBEDDER_VARIANT"] in ("fp32", "int8")
     assert env["EMBEDDER_MODEL_DIR"].endswith("/c9745ed1d9f207416be6d2e6f8de32d1f16199bf")
@@ -63,8 +67,7 @@ def test_oci_labels(config):
     assert labels["io.embedder.model.revision"] == "c9745ed1d9f207416be6d2e6f8de32d1f16199bf"
 
 
-def test_model_directory_is_in_the_image(config, rootfs):
-    env = dict(item.split("=", 1) for item in config["Env"])
+def test_model_directory_is_in_the_image(env, rootfs):
     model = rootfs / env["EMBEDDER_MODEL_DIR"].lstrip("/")
     lock = json.loads((model / "model.lock.json").read_text())
     onnx = "onnx/model.onnx" if env["EMBEDDER_VARIANT"] == "fp32" else "onnx/model_int8.onnx"

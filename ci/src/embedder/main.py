@@ -179,7 +179,9 @@ class Embedder:
         """Push the image under several tags; prints each reference with its digest."""
         image = await self.build()
         if not tags:
-            version = await image.label("org.opencontainers.image.version")
-            tags = [version, (await self.commit.commit())[:12], datetime.now(UTC).strftime("%Y%m%d"), "latest"]
+            version, revision = await asyncio.gather(
+                image.label("org.opencontainers.image.version"), image.label("org.opencontainers.image.revision")
+            )
+            tags = [version, revision[:12], datetime.now(UTC).strftime("%Y%m%d"), "latest"]
         refs = await publishing.push(image, address, tags, username, password)
         return "\n".join(refs) + "\n"
