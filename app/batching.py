@@ -1,23 +1,18 @@
-"""Dynamic batching: concurrent requests share one ONNX Runtime call.
+"""The worker loop: run the calls the scheduling policy forms, scatter the results.
 
-One asyncio task owns a FIFO of jobs (one job = the token ids of one request) and a
-single worker thread runs the model, so the event loop never blocks on inference.
+One asyncio task owns the loop and a single worker thread runs the model, so the event
+loop never blocks on inference. Which texts go into each call is ``app.scheduler``'s
+decision; this module only waits, runs and scatters:
 
-Gathering policy, tuned for latency first:
-
-* Idle model, lone request: it goes at once (no timer). Requests already parsed in
-  the same event-loop turn ride along for free, because the worker task only runs
-  after the ready request tasks have enqueued.
-* While the model is busy, new requests queue up; when it frees, everything queued
-  (up to ``max_batch`` texts) goes in the next call.
-* Under concurrent load (the previous call carried more than one request) the
-  worker waits up to ``max_wait_ms`` for as many requests as the previous call
-  had, so closed-loop clients that all resubmit at once land in one big call
-  instead of a tiny one followed by a big one.
-
-A request with more texts than ``max_batch`` is split over several calls; its
-texts are sorted by length first so each call pads little. Padding is to the
-longest sequence of each call (see ``EmbeddingModel.run``).
+* Idle model, lone request: it goes at once (no timer). Requests already parsed in the
+  same event-loop turn ride along for free, because the worker task only runs after the
+  ready request tasks have queued.
+* Under concurrent load (the previous call carried more than one request) the loop waits
+  up to ``max_wait_s`` for as many requests as the previous call had, so closed-loop
+  clients that all resubmit at once land in one call instead of a tiny one and a big one.
+* Results go back to each request in its own order, whatever calls its texts rode in.
+* A caller that goes away (cancelled) has its queued texts dropped at once. ``stop()``
+  fails what is still queued with :class:`BatcherClosed`.
 """
 
 from __future__ import annotations
@@ -25,16 +20,19 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections import deque
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from concurrent.futures import Executor
+from dataclasses import dataclass
 
 import numpy as np
+
+from app.scheduler import Item, Policy, Request, padded_tokens
 
 log = logging.getLogger(__name__)
 
 RunFn = Callable[[Sequence[Sequence[int]]], np.ndarray]
+#: observe(texts, requests, padded tokens, seconds in ORT, oldest wait)
+ObserveFn = Callable[[int, int, int, float, float], None]
 
 
 class BatcherClosed(RuntimeError):
@@ -43,36 +41,35 @@ class BatcherClosed(RuntimeError):
 
 @dataclass(slots=True, eq=False)
 class _Job:
-    ids: list[Sequence[int]]  # in processing order (sorted by length when split)
-    order: list[int] | None  # original index of each entry of ids, if reordered
+    ids: Sequence[Sequence[int]]
     future: asyncio.Future
     out: np.ndarray | None = None
-    cursor: int = 0  # next entry of ids to schedule
-    filled: int = 0  # entries whose embeddings are in out
-    enqueued_at: float = field(default_factory=time.perf_counter)
+    filled: int = 0
 
 
 class Batcher:
     def __init__(
         self,
         run: RunFn,
-        executor: ThreadPoolExecutor,
+        executor: Executor,
+        policy: Policy,
         *,
-        max_batch: int,
         max_wait_s: float,
-        observe: Callable[[int, int, float, float], None] | None = None,
+        observe: ObserveFn | None = None,
+        clock: Callable[[], float] = time.perf_counter,
     ) -> None:
         self._run = run
         self._executor = executor
-        self.max_batch = max_batch
+        self.policy = policy
         self.max_wait_s = max_wait_s
-        self._observe = observe  # (texts, requests, seconds in ORT, oldest queue wait)
-        self._queue: deque[_Job] = deque()
-        self._queued_texts = 0
+        self._observe = observe
+        self._clock = clock
         self._wakeup = asyncio.Event()
         self._task: asyncio.Task | None = None
         self._last_requests = 1
         self._closed = False
+        self._queued: set[Request] = set()  # requests with texts still in the policy's queue
+        self.in_flight_tokens = 0  # padded tokens of the call running now
 
     # -- public ---------------------------------------------------------------------------
     def start(self) -> None:
@@ -80,7 +77,7 @@ class Batcher:
             self._task = asyncio.get_running_loop().create_task(self._loop(), name="batcher")
 
     async def stop(self) -> None:
-        """Stop the worker task; queued jobs that never ran fail with BatcherClosed."""
+        """Stop the worker task; queued texts that never ran fail with BatcherClosed."""
         self._closed = True
         if self._task is not None:
             self._task.cancel()
@@ -89,15 +86,19 @@ class Batcher:
             except asyncio.CancelledError:
                 pass
             self._task = None
-        while self._queue:
-            job = self._queue.popleft()
-            if not job.future.done():
-                job.future.set_exception(BatcherClosed("service is shutting down"))
-        self._queued_texts = 0
+        leftover = list(self._queued)
+        self.policy.discard(leftover)
+        self._queued.clear()
+        for request in leftover:
+            self._fail_job(request.owner, BatcherClosed("service is shutting down"))
 
     @property
     def queued_texts(self) -> int:
-        return self._queued_texts
+        return self.policy.queued_texts
+
+    @property
+    def queued_tokens(self) -> int:
+        return self.policy.queued_tokens
 
     async def submit(self, ids: Sequence[Sequence[int]]) -> np.ndarray:
         """Embed the token id sequences of one request; returns [len(ids), dim] float32."""
@@ -105,56 +106,66 @@ class Batcher:
             raise BatcherClosed("service is shutting down")
         if not ids:
             raise ValueError("nothing to embed")
-        order = None
-        seqs = list(ids)
-        if len(seqs) > self.max_batch:  # split over calls: sort so each call pads little
-            order = sorted(range(len(seqs)), key=lambda i: len(seqs[i]), reverse=True)
-            seqs = [seqs[i] for i in order]
-        job = _Job(seqs, order, asyncio.get_running_loop().create_future())
-        self._queue.append(job)
-        self._queued_texts += len(seqs)
+        job = _Job(ids, asyncio.get_running_loop().create_future())
+        request = Request([len(seq) for seq in ids], self._clock(), owner=job)
+        self.policy.add(request)
+        self._queued.add(request)
         self._wakeup.set()
-        return await job.future
+        try:
+            return await job.future
+        finally:
+            if request in self._queued:  # cancelled or failed: its queued texts never run
+                self._queued.discard(request)
+                self.policy.discard([request])
 
     # -- worker ---------------------------------------------------------------------------
     async def _loop(self) -> None:
         loop = asyncio.get_running_loop()
         while True:
-            if not self._queue:
+            if not self.policy:
                 self._wakeup.clear()
                 await self._wakeup.wait()
                 continue
             await self._gather()
-            parts = self._take()
-            if not parts:
+            call = self.policy.take()
+            if not call:
                 continue
-            batch = [seq for job, lo, hi in parts for seq in job.ids[lo:hi]]
-            oldest = time.perf_counter() - min(job.enqueued_at for job, _, _ in parts)
-            started = time.perf_counter()
+            requests = {id(it.request): it.request for it in call}
+            for request in requests.values():
+                if request.pending == 0:
+                    self._queued.discard(request)
+            batch = [it.request.owner.ids[it.index] for it in call]
+            oldest = self._clock() - min(r.arrived for r in requests.values())
+            self.in_flight_tokens = padded_tokens(call)
+            started = self._clock()
             try:
                 out = await loop.run_in_executor(self._executor, self._run, batch)
             except asyncio.CancelledError:
-                self._fail(parts, BatcherClosed("service is shutting down"))
+                self._fail(call, BatcherClosed("service is shutting down"))
                 raise
             except Exception as exc:  # keep serving: only these requests fail
                 log.exception("inference failed", extra={"batch_texts": len(batch)})
-                self._fail(parts, exc)
+                self._fail(call, exc)
                 continue
-            elapsed = time.perf_counter() - started
-            requests = len({id(job) for job, _, _ in parts})
-            self._last_requests = requests
+            finally:
+                self.in_flight_tokens = 0
+            elapsed = self._clock() - started
+            self._last_requests = len(requests)
             if self._observe is not None:
-                self._observe(len(batch), requests, elapsed, oldest)
-            self._scatter(parts, out)
+                self._observe(len(batch), len(requests), padded_tokens(call), elapsed, oldest)
+            self._scatter(call, out)
+
+    def _queued_requests(self) -> int:
+        return len(self._queued)
 
     async def _gather(self) -> None:
         """Under load, wait (bounded) for the previous call's number of requests."""
-        target = min(self._last_requests, self.max_batch)
+        target = min(self._last_requests, self.policy.max_texts)
         if self.max_wait_s <= 0 or target <= 1:
             return
-        deadline = time.perf_counter() + self.max_wait_s
-        while len(self._queue) < target and self._queued_texts < self.max_batch:
-            remaining = deadline - time.perf_counter()
+        deadline = self._clock() + self.max_wait_s
+        while self._queued_requests() < target and self.policy.queued_texts < self.policy.max_texts:
+            remaining = deadline - self._clock()
             if remaining <= 0:
                 return
             self._wakeup.clear()
@@ -164,48 +175,23 @@ class Batcher:
             except TimeoutError:
                 return
 
-    def _take(self) -> list[tuple[_Job, int, int]]:
-        """Pop up to max_batch texts off the FIFO as (job, start, end) slices."""
-        parts: list[tuple[_Job, int, int]] = []
-        room = self.max_batch
-        while self._queue and room > 0:
-            job = self._queue[0]
-            if job.future.done():  # caller went away (cancelled): skip its rest
-                self._queue.popleft()
-                self._queued_texts -= len(job.ids) - job.cursor
-                continue
-            lo = job.cursor
-            hi = min(len(job.ids), lo + room)
-            parts.append((job, lo, hi))
-            job.cursor = hi
-            room -= hi - lo
-            self._queued_texts -= hi - lo
-            if hi == len(job.ids):
-                self._queue.popleft()
-        return parts
-
-    @staticmethod
-    def _scatter(parts: list[tuple[_Job, int, int]], out: np.ndarray) -> None:
-        row = 0
-        for job, lo, hi in parts:
-            n = hi - lo
-            if job.future.done():
-                row += n
+    def _scatter(self, call: list[Item], out: np.ndarray) -> None:
+        for row, it in enumerate(call):
+            job: _Job = it.request.owner
+            if job.future.done():  # caller gone, or an earlier call of it failed
                 continue
             if job.out is None:
                 job.out = np.empty((len(job.ids), out.shape[1]), dtype=np.float32)
-            job.out[lo:hi] = out[row : row + n]
-            row += n
-            job.filled += n
+            job.out[it.index] = out[row]
+            job.filled += 1
             if job.filled == len(job.ids):
-                result = job.out
-                if job.order is not None:  # back to the request's order
-                    result = np.empty_like(job.out)
-                    result[job.order] = job.out
-                job.future.set_result(result)
+                job.future.set_result(job.out)
+
+    def _fail(self, call: list[Item], exc: BaseException) -> None:
+        for it in call:
+            self._fail_job(it.request.owner, exc)
 
     @staticmethod
-    def _fail(parts: list[tuple[_Job, int, int]], exc: BaseException) -> None:
-        for job, _, _ in parts:
-            if not job.future.done():
-                job.future.set_exception(exc)
+    def _fail_job(job: _Job, exc: BaseException) -> None:
+        if not job.future.done():
+            job.future.set_exception(exc)

@@ -31,6 +31,18 @@ class Settings(BaseSettings):
     model_dir: Path = Field(Path("/model"), description="Exported model directory (read-only).")
     variant: Variant = Field("fp32", description="ONNX variant: fp32 (exact) or int8 (faster).")
     max_batch: int = Field(32, ge=1, le=1024, description="Most texts in one ONNX Runtime call.")
+    max_batch_tokens: int = Field(
+        4096,
+        ge=1,
+        le=1_048_576,
+        description="Most padded tokens (texts x longest text) in one ONNX Runtime call; bounds its memory.",
+    )
+    max_queued_texts: int = Field(
+        1024, ge=1, description="Most texts admitted (queued or running) at once; past it, 503 + Retry-After."
+    )
+    max_queued_tokens: int = Field(
+        131_072, ge=1, description="Most tokens admitted (queued or running) at once; past it, 503 + Retry-After."
+    )
     max_wait_ms: float = Field(
         2.0, ge=0, le=1000, description="Most time a batch waits for more requests under load."
     )
@@ -38,9 +50,18 @@ class Settings(BaseSettings):
     max_text_chars: int = Field(8192, ge=1, description="Most characters in one text.")
     intra_op_threads: int = Field(0, ge=0, le=256, description="ORT intra-op threads, 0 = ORT default.")
     inter_op_threads: int = Field(1, ge=0, le=256, description="ORT inter-op threads, 0 = ORT default.")
+    ort_spinning: bool = Field(
+        False, description="Let ORT's pool threads spin-wait for work (session.intra_op.allow_spinning)."
+    )
+    ort_arena: bool = Field(
+        True, description="ORT's CPU memory arena (kept at its peak size; see README, Sizing)."
+    )
     log_level: LogLevel = Field("info", description="Log level of the JSON logs on stdout.")
     graceful_timeout_s: float = Field(
-        1.5, gt=0, le=600, description="On SIGTERM, how long in-flight requests may take to finish."
+        30.0,
+        gt=0,
+        le=600,
+        description="On SIGTERM, how long admitted requests may take to finish (README, Sizing).",
     )
     verify_model: bool = Field(
         True, description="Check sha256 of the files used against model.lock.json at load."
@@ -58,6 +79,11 @@ class Settings(BaseSettings):
         if not root.is_dir():
             raise ValueError(f"model_dir {str(root)!r} is not a directory; {hint}")
         needed = [*REQUIRED_FILES, VARIANT_FILES[self.variant]]
+        if self.max_queued_texts < self.max_inputs:
+            raise ValueError(
+                f"max_queued_texts ({self.max_queued_texts}) is below max_inputs ({self.max_inputs}): "
+                "a full request could never be admitted; raise EMBEDDER_MAX_QUEUED_TEXTS"
+            )
         missing = [name for name in needed if not (root / name).is_file()]
         if missing:
             raise ValueError(

@@ -56,6 +56,17 @@ class NotReady(ServiceError):
         super().__init__(message, headers={"Retry-After": "1"})
 
 
+class Overloaded(ServiceError):
+    """Admission control refused the request: the queue is at its cap (app.admission)."""
+
+    status = 503
+    code = "overloaded"
+    type = "server_error"
+
+    def __init__(self, message: str, *, retry_after: int):
+        super().__init__(message, headers={"Retry-After": str(retry_after)})
+
+
 def _openai_style(request: Request) -> bool:
     return request.url.path.startswith("/v1/")
 

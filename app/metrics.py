@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     CollectorRegistry,
@@ -33,6 +35,7 @@ LATENCY_BUCKETS = (
     10.0,
 )
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 24, 32, 48, 64, 128, 256)
+TOKEN_BUCKETS = (16, 64, 256, 512, 1024, 2048, 4096, 8192, 16384)
 
 
 class Metrics:
@@ -83,13 +86,55 @@ class Metrics:
         self.truncated = Counter(
             "embedder_truncated_texts", "Texts cut to the model's token limit.", registry=r
         )
+        self.batch_tokens = Histogram(
+            "embedder_batch_padded_tokens",
+            "Padded tokens (texts x longest) per ONNX Runtime call.",
+            buckets=TOKEN_BUCKETS,
+            registry=r,
+        )
+        self.rejected = Counter(
+            "embedder_rejected_requests",
+            "Requests refused by admission control (503 + Retry-After).",
+            registry=r,
+        )
         self.ready = Gauge("embedder_ready", "1 when the model is loaded and warmed up.", registry=r)
+        self._rate: float | None = None  # padded tokens per second of ORT, moving average
 
-    def observe_batch(self, texts: int, requests: int, seconds: float, waited: float) -> None:
+    def watch_queue(self, service: object) -> None:
+        """Gauges read from the service at scrape time: the scheduler queue and admitted work."""
+
+        def batcher_value(name: str) -> Callable[[], float]:
+            return lambda: float(getattr(getattr(service, "batcher", None), name, 0) or 0)
+
+        admission = service.admission  # type: ignore[attr-defined]
+        gauges = {
+            "embedder_queue_texts": ("Texts waiting for an ONNX Runtime call.", batcher_value("queued_texts")),
+            "embedder_queue_tokens": ("Tokens waiting for an ONNX Runtime call.", batcher_value("queued_tokens")),
+            "embedder_running_padded_tokens": (
+                "Padded tokens of the ONNX Runtime call running now.",
+                batcher_value("in_flight_tokens"),
+            ),
+            "embedder_admitted_texts": ("Texts admitted and not yet answered.", lambda: admission.texts),
+            "embedder_admitted_tokens": ("Tokens admitted and not yet answered.", lambda: admission.tokens),
+        }
+        for name, (doc, read) in gauges.items():
+            Gauge(name, doc, registry=self.registry).set_function(read)
+
+    def observe_batch(self, texts: int, requests: int, padded: int, seconds: float, waited: float) -> None:
         self.batch_size.observe(texts)
         self.batch_requests.observe(requests)
+        self.batch_tokens.observe(padded)
         self.inference.observe(seconds)
         self.queue_wait.observe(waited)
+        if seconds > 0:
+            rate = padded / seconds
+            self._rate = rate if self._rate is None else 0.8 * self._rate + 0.2 * rate
+
+    def seed_rate(self, tokens_per_second: float) -> None:
+        self._rate = tokens_per_second
+
+    def tokens_per_second(self) -> float | None:
+        return self._rate
 
     def observe_request(self, route: str, method: str, status: int, seconds: float) -> None:
         self.requests.labels(route, method, str(status)).inc()

@@ -106,9 +106,13 @@ class EmbeddingModel:
         opts.intra_op_num_threads = s.intra_op_threads
         opts.inter_op_num_threads = s.inter_op_threads
         opts.log_severity_level = 3
-        # ORT's pool threads spin while a Run() is going (fast), but stop spinning as soon as
-        # it returns, so the event loop thread gets the CPU back between calls.
+        # Spinning pool threads take ~1.6 of 2 cores at one client for a few % of latency
+        # (README, "ORT thread spinning"); when on, they still stop as soon as a Run() returns, so
+        # the event loop thread gets the CPU back between calls.
+        opts.add_session_config_entry("session.intra_op.allow_spinning", "1" if s.ort_spinning else "0")
         opts.add_session_config_entry("session.force_spinning_stop", "1")
+        # The arena keeps its peak; the call budget (EMBEDDER_MAX_BATCH_TOKENS) is what bounds that peak.
+        opts.enable_cpu_mem_arena = s.ort_arena
         session = InferenceSession(str(s.onnx_path), opts, providers=["CPUExecutionProvider"])
         names = tuple(i.name for i in session.get_inputs())
         outputs = {o.name: o for o in session.get_outputs()}

@@ -15,16 +15,21 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from app.admission import Admission, Ticket
 from app.batching import Batcher, BatcherClosed
 from app.config import Settings
-from app.errors import InputTooLarge, InvalidInput, ModelNotFound, NotReady
+from app.errors import InputTooLarge, InvalidInput, ModelNotFound, NotReady, Overloaded
 from app.metrics import Metrics
 from app.model import EmbeddingModel, Tokenized
+from app.scheduler import Policy
 
 log = logging.getLogger(__name__)
 
 #: Above this many characters in one request, tokenize off the event loop.
 INLINE_TOKENIZE_CHARS = 4096
+#: Scheduling slack per token (app.scheduler): a 256-token text lets shorter texts that arrive
+#: up to ~0.26 s after it go first; past that it goes ahead of anything newer.
+SLACK_S_PER_TOKEN = 0.001
 
 
 @dataclass(slots=True)
@@ -49,6 +54,13 @@ class EmbeddingService:
         self._executor: ThreadPoolExecutor | None = None
         self.batcher: Batcher | None = None
         self._model_ids = {self.info.repo.lower(), self.info.name.lower()}
+        check_capacity(settings, self.info.max_seq_length)
+        self.admission = Admission(
+            max_texts=settings.max_queued_texts,
+            max_tokens=settings.max_queued_tokens,
+            drain_seconds=self._drain_seconds,
+        )
+        metrics.watch_queue(self)
 
     # -- lifecycle --------------------------------------------------------------------------
     @property
@@ -65,20 +77,27 @@ class EmbeddingService:
             await loop.run_in_executor(self._executor, self.model.load)
             self.reason = "warm-up inference running"
             await loop.run_in_executor(self._executor, self.model.warm_up)
+            rate = await loop.run_in_executor(self._executor, self._calibrate)
         except Exception as exc:
             self.status, self.reason = "failed", f"model failed to load: {exc}"
             log.exception("model load failed", extra={"model_dir": str(self.settings.model_dir)})
             return
+        policy = Policy(
+            max_texts=self.settings.max_batch,
+            max_tokens=self.settings.max_batch_tokens,
+            slack_s_per_token=SLACK_S_PER_TOKEN,
+        )
         self.batcher = Batcher(
             self.model.run,
             self._executor,
-            max_batch=self.settings.max_batch,
+            policy,
             max_wait_s=self.settings.max_wait_ms / 1000,
             observe=self.metrics.observe_batch,
         )
         self.batcher.start()
         self.status, self.reason = "ready", None
         self.metrics.ready.set(1)
+        self._log_capacity(rate)
         log.info(
             "ready",
             extra={
@@ -136,6 +155,50 @@ class EmbeddingService:
                     param=f"{field}[{i}]",
                 )
 
+    def _calibrate(self) -> float:
+        """One full call (max-length texts up to the call budget): sizes ORT's arena to its peak
+        now rather than under load, and measures padded tokens per second for drain estimates."""
+        s, limit = self.settings, self.info.max_seq_length
+        ids = self.model.tokenize(["calibration " * limit]).ids[0]
+        batch = [ids] * max(1, min(s.max_batch, s.max_batch_tokens // len(ids)))
+        started = time.perf_counter()
+        self.model.run(batch)
+        rate = len(batch) * len(ids) / max(time.perf_counter() - started, 1e-6)
+        self.metrics.seed_rate(rate)
+        return rate
+
+    def _log_capacity(self, rate: float) -> None:
+        s = self.settings
+        drain = s.max_queued_tokens / rate
+        fields = {
+            "tokens_per_second": round(rate),
+            "max_queued_tokens": s.max_queued_tokens,
+            "drain_estimate_s": round(drain, 1),
+            "graceful_timeout_s": s.graceful_timeout_s,
+        }
+        if drain > s.graceful_timeout_s:
+            log.warning(
+                "admitted work may outlast the drain timeout: raise EMBEDDER_GRACEFUL_TIMEOUT_S or "
+                "lower EMBEDDER_MAX_QUEUED_TOKENS (README, Sizing)",
+                extra=fields,
+            )
+        else:
+            log.info("capacity", extra=fields)
+
+    def _drain_seconds(self, tokens: int) -> float:
+        """Seconds ORT needs for ``tokens`` padded tokens, at the rate measured so far."""
+        rate = self.metrics.tokens_per_second()
+        return tokens / rate if rate else 1.0
+
+    def _admit(self, texts: Sequence[str]) -> Ticket:
+        """Reserve admission for texts: tokens bounded by characters + 2 until tokenized."""
+        limit = self.info.max_seq_length
+        try:
+            return self.admission.admit(len(texts), sum(min(limit, len(t) + 2) for t in texts))
+        except Overloaded:
+            self.metrics.rejected.inc()
+            raise
+
     def _require_ready(self) -> Batcher:
         if self.status != "ready" or self.batcher is None:
             raise NotReady(f"Model is not ready yet ({self.reason}); retry shortly, see GET /ready.")
@@ -182,8 +245,10 @@ class EmbeddingService:
         """Embed texts (limits enforced, batched with concurrent requests)."""
         self.check_limits(texts, field)
         self._require_ready()
-        tok = await self.tokenize(texts, truncate=truncate, field=field, single=single)
-        vectors = await self._run(tok.ids)
+        with self._admit(texts) as ticket:
+            tok = await self.tokenize(texts, truncate=truncate, field=field, single=single)
+            ticket.resize(tok.total_tokens)
+            vectors = await self._run(tok.ids)
         self.metrics.texts.inc(len(texts))
         self.metrics.tokens.inc(tok.total_tokens)
         return Embedded(normalize_rows(vectors) if normalize else vectors, tok.total_tokens)
@@ -200,10 +265,28 @@ class EmbeddingService:
                 param="source",
             )
         self._require_ready()
-        src = await self.tokenize([source], truncate=truncate, field="source", single=True)
-        tgt = await self.tokenize(targets, truncate=truncate, field="targets")
-        vectors = normalize_rows(await self._run(src.ids + tgt.ids))
+        with self._admit([source, *targets]) as ticket:
+            src = await self.tokenize([source], truncate=truncate, field="source", single=True)
+            tgt = await self.tokenize(targets, truncate=truncate, field="targets")
+            ticket.resize(src.total_tokens + tgt.total_tokens)
+            vectors = normalize_rows(await self._run(src.ids + tgt.ids))
         self.metrics.texts.inc(1 + len(targets))
         self.metrics.tokens.inc(src.total_tokens + tgt.total_tokens)
         scores = vectors[1:] @ vectors[0]
         return [float(x) for x in np.clip(scores, -1.0, 1.0)]
+
+
+def check_capacity(settings: Settings, max_seq_length: int) -> None:
+    """Refuse settings under which one text or one full request could never run."""
+    if settings.max_batch_tokens < max_seq_length:
+        raise ValueError(
+            f"EMBEDDER_MAX_BATCH_TOKENS={settings.max_batch_tokens} is below the model's max_seq_length "
+            f"({max_seq_length}): one long text would not fit a call; raise it to {max_seq_length} or more"
+        )
+    full = settings.max_inputs * max_seq_length
+    if settings.max_queued_tokens < full:
+        raise ValueError(
+            f"EMBEDDER_MAX_QUEUED_TOKENS={settings.max_queued_tokens} is below one full request "
+            f"(EMBEDDER_MAX_INPUTS={settings.max_inputs} x {max_seq_length} tokens = {full}): it could never "
+            f"be admitted; raise it or lower EMBEDDER_MAX_INPUTS"
+        )

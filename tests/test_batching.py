@@ -1,4 +1,5 @@
-"""The dynamic batcher with the real model: gathering, no idle wait, splitting, failures."""
+"""The worker loop with the real model: gathering, no idle wait, splitting and re-ordering, failures,
+cancellation, shutdown. The policy's choices on their own: tests/test_scheduler.py."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from svc_support import make_settings
 
 from app.batching import Batcher, BatcherClosed
 from app.model import EmbeddingModel
+from app.scheduler import Policy
 
 TEXTS = [f"sentence {i}: " + "padding words " * (i % 9) for i in range(70)]
 
@@ -32,9 +34,11 @@ def expected(model) -> np.ndarray:
 class Recorder:
     def __init__(self) -> None:
         self.batches: list[tuple[int, int]] = []  # (texts, requests)
+        self.padded: list[int] = []
 
-    def __call__(self, texts: int, requests: int, seconds: float, waited: float) -> None:
+    def __call__(self, texts: int, requests: int, padded: int, seconds: float, waited: float) -> None:
         self.batches.append((texts, requests))
+        self.padded.append(padded)
 
 
 @pytest_asyncio.fixture
@@ -42,9 +46,10 @@ async def make_batcher(model):
     executor = ThreadPoolExecutor(max_workers=1)
     made: list[Batcher] = []
 
-    def make(run=None, *, max_batch=32, max_wait_s=0.002) -> tuple[Batcher, Recorder]:
+    def make(run=None, *, max_batch=32, max_tokens=4096, max_wait_s=0.002) -> tuple[Batcher, Recorder]:
         rec = Recorder()
-        b = Batcher(run or model.run, executor, max_batch=max_batch, max_wait_s=max_wait_s, observe=rec)
+        policy = Policy(max_texts=max_batch, max_tokens=max_tokens, slack_s_per_token=0.001)
+        b = Batcher(run or model.run, executor, policy, max_wait_s=max_wait_s, observe=rec)
         b.start()
         made.append(b)
         return b, rec
@@ -91,10 +96,23 @@ async def test_under_load_waits_briefly_for_more(model, make_batcher):
 
 
 async def test_big_request_is_split_and_keeps_order(model, expected, make_batcher):
-    batcher, rec = make_batcher(max_batch=32)
+    batcher, rec = make_batcher(max_batch=32, max_tokens=256)
     out = await batcher.submit(model.tokenize(TEXTS).ids)
-    assert [t for t, _ in rec.batches] == [32, 32, 6]
+    assert sum(t for t, _ in rec.batches) == len(TEXTS) and len(rec.batches) >= 3
+    assert max(rec.padded) <= 256 and max(t for t, _ in rec.batches) <= 32
     np.testing.assert_allclose(out, expected, atol=1e-5)
+
+
+async def test_concurrent_mixed_requests_come_back_in_their_order(model, expected, make_batcher):
+    """Requests of mixed lengths share calls by length; each gets its own texts back in order."""
+    batcher, rec = make_batcher(max_batch=8, max_tokens=512)
+    ids = model.tokenize(TEXTS).ids
+    spans = [(0, 5), (5, 6), (6, 30), (30, 31), (31, 70)]
+    results = await asyncio.gather(*(batcher.submit(ids[a:b]) for a, b in spans))
+    for (a, b), out in zip(spans, results, strict=True):
+        np.testing.assert_allclose(out, expected[a:b], atol=1e-5)
+    assert max(r for _, r in rec.batches) > 1  # texts of different requests shared calls
+    assert batcher.queued_texts == 0 and batcher.queued_tokens == 0
 
 
 async def test_failed_call_fails_only_its_requests(model, make_batcher):
@@ -125,10 +143,28 @@ async def test_cancelled_caller_is_skipped(model, make_batcher):
     out = await batcher.submit(ids[:2])
     assert out.shape == (2, 384)
     assert sum(t for t, _ in rec.batches) < len(ids) + 2  # the rest of the cancelled job never ran
+    assert batcher.queued_texts == 0
 
 
 async def test_stop_fails_queued_requests(model, make_batcher):
-    batcher, _ = make_batcher()
-    await batcher.stop()
+    gate = asyncio.Event()
+    loop = asyncio.get_running_loop()
+
+    def held_run(batch):  # the first call blocks until the test has queued more and stopped
+        asyncio.run_coroutine_threadsafe(gate.wait(), loop).result(30)
+        return model.run(batch)
+
+    batcher, rec = make_batcher(held_run, max_batch=1)
+    ids = model.tokenize(["first", "queued one", "queued two"]).ids
+    tasks = [asyncio.create_task(batcher.submit([seq])) for seq in ids]
+    while batcher.queued_texts > 2:  # the first call has started and holds the thread
+        await asyncio.sleep(0.001)
+    stopping = asyncio.create_task(batcher.stop())
+    await asyncio.sleep(0.01)
+    gate.set()
+    await stopping
+    outcomes = await asyncio.gather(*tasks, return_exceptions=True)
+    assert all(isinstance(o, BatcherClosed) for o in outcomes[1:]), outcomes
+    assert batcher.queued_texts == 0
     with pytest.raises(BatcherClosed):
         await batcher.submit(model.tokenize(["late"]).ids)

@@ -73,37 +73,42 @@ async def test_ready_waits_for_warm_up(model_dir, monkeypatch):
         assert (await c.post("/embed", json={"inputs": "now"})).status_code == 200
 
 
-def test_sigterm_finishes_in_flight_request_and_exits_0(model_dir, tmp_path):
-    with server_process(model_dir, tmp_path / "server.log") as server:
+def test_sigterm_finishes_admitted_requests_and_exits_0(model_dir, tmp_path):
+    """After SIGTERM every admitted request completes: the one running and the one queued behind it.
+    The exit comes when that work is done, not at the drain timeout (no absolute time: on a loaded
+    machine the work takes longer, but still far less than the timeout)."""
+    graceful = 60.0
+    env = {"EMBEDDER_GRACEFUL_TIMEOUT_S": str(graceful), "EMBEDDER_MAX_BATCH": "4"}
+    with server_process(model_dir, tmp_path / "server.log", **env) as server:
         server.wait_ready()
         url = f"{server.base_url}/embed"
-        started = time.perf_counter()  # calibrate: aim for a ~0.5 s request on this machine
-        httpx.post(url, json={"inputs": [f"{i} {LONG}" for i in range(32)]}, timeout=60)
-        per_text = (time.perf_counter() - started) / 32
-        n = max(4, min(256, int(0.5 / per_text)))
+        sizes = (24, 8)  # the second request is admitted while the first one runs (4 texts per call)
         result: dict = {}
 
-        def call() -> None:
-            body = {"inputs": [f"{i} {LONG}" for i in range(n)]}
-            result["response"] = httpx.post(url, json=body, timeout=60)
+        def call(k: int) -> None:
+            body = {"inputs": [f"{k} {i} {LONG}" for i in range(sizes[k])]}
+            result[k] = httpx.post(url, json=body, timeout=120)
 
-        worker = threading.Thread(target=call)
-        worker.start()
-        deadline = time.monotonic() + 10
-        while _in_flight(server.base_url) < 2 and time.monotonic() < deadline:
+        workers = [threading.Thread(target=call, args=(k,)) for k in range(2)]
+        for worker in workers:
+            worker.start()
+        deadline = time.monotonic() + 30
+        while _in_flight(server.base_url) < 3 and time.monotonic() < deadline:
             time.sleep(0.005)  # the /metrics request itself is 1
         assert server.proc.poll() is None
         server.terminate()
         sent = time.perf_counter()
-        code = server.proc.wait(timeout=10)
+        code = server.proc.wait(timeout=graceful + 30)
         took = time.perf_counter() - sent
-        worker.join(10)
+        for worker in workers:
+            worker.join(30)
         logs = server.logs()
-    response = result["response"]
-    assert response.status_code == 200, response.text
-    assert len(response.json()["embeddings"]) == n
+    for k, n in enumerate(sizes):
+        response = result[k]
+        assert response.status_code == 200, response.text
+        assert len(response.json()["embeddings"]) == n
     assert code == 0, logs
-    assert took < 2.0, f"exit took {took:.2f}s after SIGTERM (request of {n} texts)"
+    assert took < graceful / 2, f"exit took {took:.2f}s after SIGTERM: waited for the drain timeout"
 
 
 def test_stops_accepting_after_sigterm(model_dir, tmp_path):

@@ -1,0 +1,113 @@
+"""Admission control: the cap on admitted work, 503 + Retry-After past it, the service stays up."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+
+import pytest
+from svc_support import make_settings, running_app
+
+from app.admission import Admission
+from app.config import Settings
+from app.errors import Overloaded
+from app.main import create_app
+from app.model import EmbeddingModel
+from app.service import check_capacity
+
+
+def test_admit_reserve_resize_release():
+    adm = Admission(max_texts=10, max_tokens=100, drain_seconds=lambda tokens: tokens / 20)
+    a = adm.admit(4, 60)
+    with pytest.raises(Overloaded) as refused:
+        adm.admit(1, 50)  # 110 tokens > 100
+    assert refused.value.status == 503
+    assert refused.value.headers["Retry-After"] == "1"  # 10 excess tokens at 20/s, at least 1 s
+    assert "EMBEDDER_MAX_QUEUED_TOKENS=100" in refused.value.message
+    a.resize(20)  # the tokenizer counted fewer than the estimate
+    b = adm.admit(6, 70)
+    assert (adm.texts, adm.tokens) == (10, 90)
+    with pytest.raises(Overloaded, match="EMBEDDER_MAX_QUEUED_TEXTS=10"):
+        adm.admit(1, 1)
+    a.release()
+    a.release()  # idempotent
+    with b:
+        assert adm.admit(4, 10).texts == 4
+    assert (adm.texts, adm.tokens, adm.rejected) == (4, 10, 2)
+
+
+def test_retry_after_grows_with_the_backlog():
+    adm = Admission(max_texts=1000, max_tokens=1000, drain_seconds=lambda tokens: tokens / 100)
+    adm.admit(1, 1000)
+    with pytest.raises(Overloaded) as refused:
+        adm.admit(1, 500)
+    assert refused.value.headers["Retry-After"] == "5"
+
+
+def test_settings_that_could_never_admit_a_full_request_are_refused(model_dir):
+    with pytest.raises(ValueError, match="EMBEDDER_MAX_QUEUED_TEXTS"):
+        Settings(model_dir=model_dir, max_inputs=300, max_queued_texts=299)
+    with pytest.raises(ValueError, match="EMBEDDER_MAX_QUEUED_TOKENS"):
+        check_capacity(Settings(model_dir=model_dir, max_inputs=8, max_queued_tokens=8 * 256 - 1), 256)
+    with pytest.raises(ValueError, match="EMBEDDER_MAX_BATCH_TOKENS"):
+        check_capacity(Settings(model_dir=model_dir, max_batch_tokens=255), 256)
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "message"),
+    [
+        ("/embed", {"inputs": ["one more"]}, lambda j: j["detail"]),
+        ("/v1/embeddings", {"input": "one more", "model": "all-MiniLM-L6-v2"}, lambda j: j["error"]["message"]),
+        ("/similarity", {"source": "a", "targets": ["b"]}, lambda j: j["detail"]),
+    ],
+)
+async def test_past_the_cap_a_request_gets_503_and_the_admitted_one_completes(
+    model_dir, monkeypatch, path, body, message
+):
+    """The model is held inside the first request's call, so the cap is full while the next arrives."""
+    gate, entered = threading.Event(), threading.Event()
+    original = EmbeddingModel.run
+    holding = {"on": False}
+
+    def held_run(self, batch):
+        if holding["on"]:
+            entered.set()
+            gate.wait(60)
+        return original(self, batch)
+
+    monkeypatch.setattr(EmbeddingModel, "run", held_run)
+    settings = make_settings(model_dir, max_inputs=2, max_queued_texts=2, max_queued_tokens=2 * 256)
+    app = create_app(settings)
+    async with running_app(app) as client:
+        holding["on"] = True
+        first = asyncio.create_task(client.post("/embed", json={"inputs": ["first", "second"]}))
+        await asyncio.to_thread(entered.wait, 30)
+        refused = await client.post(path, json=body)
+        holding["on"] = False
+        gate.set()
+        done = await first
+        assert refused.status_code == 503, refused.text
+        assert int(refused.headers["retry-after"]) >= 1
+        text = message(refused.json())
+        assert "at capacity" in text and "EMBEDDER_MAX_QUEUED_TEXTS=2" in text
+        if path.startswith("/v1/"):
+            assert refused.json()["error"]["code"] == "overloaded"
+        assert done.status_code == 200 and len(done.json()["embeddings"]) == 2
+        again = await client.post(path, json=body)
+        assert again.status_code == 200, again.text
+        metrics = (await client.get("/metrics")).text
+    assert "embedder_rejected_requests_total 1.0" in metrics
+    for gauge in ("embedder_queue_texts 0.0", "embedder_admitted_texts 0.0", "embedder_admitted_tokens 0.0"):
+        assert gauge in metrics
+
+
+async def test_admitted_work_is_released_after_errors(model_dir):
+    """A 413 after tokenization (truncate false) gives its reservation back."""
+    app = create_app(make_settings(model_dir, max_inputs=2, max_queued_texts=2, max_queued_tokens=512))
+    async with running_app(app) as client:
+        for _ in range(3):
+            r = await client.post("/embed", json={"inputs": ["word " * 300, "ok"], "truncate": False})
+            assert r.status_code == 413
+        assert (await client.post("/embed", json={"inputs": ["a", "b"]})).status_code == 200
+        service = app.state.service
+        assert (service.admission.texts, service.admission.tokens) == (0, 0)
