@@ -1,5 +1,11 @@
 """Admission control: a cap on the work queued and in flight, so memory and drain time stay bounded.
 
+Two gates. :class:`BodyBudget` (ASGI middleware) caps the request bodies being read and parsed:
+a POST whose ``Content-Length`` does not fit in ``EMBEDDER_MAX_QUEUED_BYTES`` next to the bodies
+already in flight is refused before its body is read, so parsing cannot outgrow memory
+whatever the concurrency (one request always fits an otherwise idle service).
+:class:`Admission` then caps the texts and tokens, as follows.
+
 Every embedding request holds a :class:`Ticket` from before it is tokenized until its
 response is built: its number of texts and its tokens (an upper bound from the text lengths
 until the tokenizer has run, then the real count). A request that would take the totals past
@@ -15,7 +21,10 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from app.errors import Overloaded
+from starlette.requests import Request
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from app.errors import Overloaded, error_response
 
 
 @dataclass(slots=True)
@@ -77,3 +86,46 @@ class Admission:
         if self._drain_seconds is None or excess == 0:
             return 1
         return max(1, math.ceil(self._drain_seconds(excess)))
+
+
+class BodyBudget:
+    """Pure-ASGI middleware: refuse (503 + Retry-After) POST bodies past the in-flight byte cap."""
+
+    def __init__(self, app: ASGIApp, *, max_bytes: int, max_body: int, on_reject=None) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+        self.max_body = max_body  # assumed size of a body without Content-Length (chunked)
+        self.in_flight = 0
+        self._on_reject = on_reject
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] != "POST":
+            await self.app(scope, receive, send)
+            return
+        size = self._declared_size(scope)
+        if self.in_flight and self.in_flight + size > self.max_bytes:
+            if self._on_reject is not None:
+                self._on_reject()
+            message = (
+                f"The service is at capacity ({self.in_flight} bytes of request bodies in flight; limit "
+                f"EMBEDDER_MAX_QUEUED_BYTES={self.max_bytes}). Retry in 1 s, send smaller requests, or add replicas."
+            )
+            response = error_response(
+                Request(scope), 503, message, code="overloaded", type_="server_error", headers={"Retry-After": "1"}
+            )
+            await response(scope, receive, send)
+            return
+        self.in_flight += size
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            self.in_flight -= size
+
+    def _declared_size(self, scope: Scope) -> int:
+        for name, value in scope.get("headers", ()):
+            if name == b"content-length":
+                try:
+                    return max(0, int(value))
+                except ValueError:
+                    return self.max_body
+        return self.max_body

@@ -32,7 +32,7 @@ class Settings(BaseSettings):
     variant: Variant = Field("fp32", description="ONNX variant: fp32 (exact) or int8 (faster).")
     max_batch: int = Field(32, ge=1, le=1024, description="Most texts in one ONNX Runtime call.")
     max_batch_tokens: int = Field(
-        4096,
+        2048,
         ge=1,
         le=1_048_576,
         description="Most padded tokens (texts x longest text) in one ONNX Runtime call; bounds its memory.",
@@ -40,8 +40,19 @@ class Settings(BaseSettings):
     max_queued_texts: int = Field(
         1024, ge=1, description="Most texts admitted (queued or running) at once; past it, 503 + Retry-After."
     )
+    max_queued_bytes: int = Field(
+        32 << 20,
+        ge=1,
+        description="Most bytes of request bodies being read and handled at once; past it, 503 + Retry-After.",
+    )
     max_queued_tokens: int = Field(
-        131_072, ge=1, description="Most tokens admitted (queued or running) at once; past it, 503 + Retry-After."
+        81_920, ge=1, description="Most tokens admitted (queued or running) at once; past it, 503 + Retry-After."
+    )
+    slack_ms_per_token: float = Field(
+        1.0,
+        ge=0,
+        le=1000,
+        description="Scheduling slack per token: larger favours short texts more (README, Scheduling).",
     )
     max_wait_ms: float = Field(
         2.0, ge=0, le=1000, description="Most time a batch waits for more requests under load."
@@ -58,7 +69,7 @@ class Settings(BaseSettings):
     )
     log_level: LogLevel = Field("info", description="Log level of the JSON logs on stdout.")
     graceful_timeout_s: float = Field(
-        30.0,
+        60.0,
         gt=0,
         le=600,
         description="On SIGTERM, how long admitted requests may take to finish (README, Sizing).",

@@ -17,6 +17,7 @@ from collections.abc import AsyncIterator
 
 from fastapi import FastAPI
 
+from app.admission import BodyBudget
 from app.config import Settings
 from app.errors import install_error_handlers
 from app.logging import configure_logging
@@ -67,6 +68,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(embeddings.router)
     app.include_router(openai_compat.router)
     app.router.routes.append(mcp_route)
+    app.add_middleware(
+        BodyBudget,
+        max_bytes=settings.max_queued_bytes,
+        max_body=_max_body_size(settings),
+        on_reject=metrics.rejected.inc,
+    )
     app.add_middleware(ObservabilityMiddleware, metrics=metrics)
     return app
 

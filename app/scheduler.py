@@ -7,10 +7,14 @@ tested deterministically. The worker loop that runs calls and scatters results i
 Every text of every queued request is an :class:`Item` with its token length. A call is
 formed in two steps:
 
-1. **Seed: earliest deadline first.** Each item's deadline is its request's arrival time
-   plus a slack proportional to its length (``slack_s_per_token`` x tokens). Short texts
-   therefore go before long texts that arrived a little earlier (a query is not held behind
-   a passage), and among texts of similar length the order is arrival order.
+1. **Seed: earliest deadline first.** Deadlines are virtual finish times, as in fair
+   queueing: a request's texts, shortest first, get the deadlines they would have if the
+   request alone were served at ``1 / slack_s_per_token`` tokens per second, i.e. its arrival
+   time plus ``slack_s_per_token`` x the tokens of its texts up to and including this one.
+   A one-text query therefore goes before a passage that arrived a little earlier, and
+   before the later texts of a large request that arrived long before it (a big request
+   does not block the service for its whole length once its first deadlines pass); among
+   texts of similar cost the order is arrival order.
 2. **Fill by length.** In the queue sorted by length, the call grows from the seed to the
    neighbour closest in length to the seed, one text at a time, while the call stays within
    ``max_texts``, ``max_tokens`` padded tokens (texts x the longest text of the call) and a
@@ -22,8 +26,8 @@ formed in two steps:
 No starvation: an item picked as seed before item ``x`` has a deadline no later than
 ``x``'s, so it arrived before ``x``'s deadline. Once ``x``'s deadline has passed, only work
 that arrived before that moment can go ahead of it, and admission control caps that work.
-A text's wait is therefore bounded by its slack plus the time to run the admitted work
-(``app.admission``; README "Sizing").
+A request therefore completes by ``arrival + slack_s_per_token x its tokens`` plus the time
+to run the work admitted before that moment (``app.admission``; README "Scheduling").
 """
 
 from __future__ import annotations
@@ -89,8 +93,11 @@ class Policy:
 
     def add(self, request: Request) -> None:
         """Queue every text of ``request``."""
-        for i, n in enumerate(request.lengths):
-            item = Item(request, i, n, request.arrived + n * self.slack_s_per_token)
+        done = 0  # tokens of this request before the text, shortest first
+        for i in sorted(range(len(request.lengths)), key=request.lengths.__getitem__):
+            n = request.lengths[i]
+            done += n
+            item = Item(request, i, n, request.arrived + done * self.slack_s_per_token)
             insort(self._items, item, key=Item.sort_key)
         request.pending = len(request.lengths)
         self.queued_tokens += request.tokens
@@ -107,9 +114,6 @@ class Policy:
             it.request.pending -= 1
             self.queued_tokens -= it.length
         return len(dropped)
-
-    def oldest_deadline(self) -> float | None:
-        return min((it.deadline for it in self._items), default=None)
 
     def take(self) -> list[Item]:
         """Remove and return the texts of the next call (empty when nothing is queued)."""

@@ -101,6 +101,38 @@ async def test_past_the_cap_a_request_gets_503_and_the_admitted_one_completes(
         assert gauge in metrics
 
 
+async def test_bodies_past_the_byte_cap_are_refused_before_they_are_read(model_dir, monkeypatch):
+    gate, entered = threading.Event(), threading.Event()
+    original = EmbeddingModel.run
+    holding = {"on": False}
+
+    def held_run(self, batch):
+        if holding["on"]:
+            entered.set()
+            gate.wait(60)
+        return original(self, batch)
+
+    monkeypatch.setattr(EmbeddingModel, "run", held_run)
+    app = create_app(make_settings(model_dir, max_queued_bytes=1000))
+    async with running_app(app) as client:
+        big = {"inputs": ["x" * 900]}  # alone it is admitted: one request always fits an idle service
+        assert (await client.post("/embed", json=big)).status_code == 200
+        holding["on"] = True
+        first = asyncio.create_task(client.post("/embed", json={"inputs": ["held " * 50]}))
+        await asyncio.to_thread(entered.wait, 30)
+        refused = await client.post("/v1/embeddings", json={"input": "y" * 900, "model": "all-MiniLM-L6-v2"})
+        small = asyncio.create_task(client.post("/embed", json={"inputs": ["fits"]}))
+        assert (await client.get("/ready")).status_code == 200  # GETs are not counted
+        holding["on"] = False
+        gate.set()
+        assert (await first).status_code == 200 and (await small).status_code == 200
+        metrics = (await client.get("/metrics")).text
+    assert refused.status_code == 503 and refused.headers["retry-after"] == "1"
+    error = refused.json()["error"]
+    assert error["code"] == "overloaded" and "EMBEDDER_MAX_QUEUED_BYTES=1000" in error["message"]
+    assert "embedder_rejected_requests_total 1.0" in metrics
+
+
 async def test_admitted_work_is_released_after_errors(model_dir):
     """A 413 after tokenization (truncate false) gives its reservation back."""
     app = create_app(make_settings(model_dir, max_inputs=2, max_queued_texts=2, max_queued_tokens=512))

@@ -123,9 +123,27 @@ def test_discard_drops_a_cancelled_request_and_its_tokens():
 
 def test_empty_queue_gives_empty_call():
     p = policy()
-    assert p.take() == [] and p.oldest_deadline() is None
+    assert p.take() == [] and p.queued_texts == 0
 
 
 def test_invalid_budget_is_refused():
     with pytest.raises(ValueError, match="max_tokens"):
         Policy(max_texts=4, max_tokens=0, slack_s_per_token=SLACK)
+
+
+def test_a_large_request_does_not_block_later_queries():
+    """A request of 64 passages arrived at t=0; a query at t=2 s (when the request's first
+    deadlines have passed) goes within a call or two, not after the whole request."""
+    p = policy(max_texts=32, max_tokens=2048)
+    big = queue(p, [256] * 64, at=0.0)
+    first = p.take()  # runs while time passes
+    assert all(it.request is big for it in first)
+    query = queue(p, [14], at=2.0)
+    order = [{it.request for it in call} for call in drain(p)]
+    assert order.index({query}) <= 1, order
+
+
+def test_a_request_texts_get_deadlines_shortest_first():
+    p = policy(max_texts=1)
+    queue(p, [30, 10, 20], at=0.0)
+    assert [p.take()[0].length for _ in range(3)] == [10, 20, 30]

@@ -1,0 +1,131 @@
+"""Memory sizing from the model's metadata and the settings: ``python -m app.sizing``.
+
+Peak RSS of the service is the sum of four parts (README, "Sizing"):
+
+* **runtime**: Python, FastAPI, MCP, tokenizers and ONNX Runtime's code, without a model;
+* **weights**: the ONNX file as loaded (ORT keeps the initializers, some pre-packed);
+* **call**: the activations of the largest ONNX Runtime call. ORT's arena grows to the peak
+  of the largest call and keeps it. Per padded token, the live tensors of one encoder layer
+  are a few copies of the hidden state, of the feed-forward activations and of one row of
+  attention scores per head: ``4 bytes x (hidden + intermediate + heads x max_seq_length)``
+  times :data:`ACTIVATION_COPIES`. The call budget ``EMBEDDER_MAX_BATCH_TOKENS`` bounds it;
+  the service runs one such call at start (calibration), so this part is there when ready;
+* **admitted work**: what admission control lets in: request bodies in flight
+  (``EMBEDDER_MAX_QUEUED_BYTES``; each byte is held as bytes, then as parsed text) and the
+  token ids of the admitted texts (``EMBEDDER_MAX_QUEUED_TOKENS``).
+
+The constants were measured on all-MiniLM-L6-v2 fp32 on ONNX Runtime's CPU provider with
+``bench.memory``; every model-dependent figure comes from the model directory (config.json,
+sentence_bert_config.json, the ONNX file), not from constants of one model.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from dataclasses import asdict, dataclass
+
+from app.config import Settings, describe_settings_error
+
+MB = 1 << 20
+#: RSS of the ready service without model weights and arena (measured; bench.memory).
+RUNTIME_BYTES = 190 * MB
+#: RSS per byte of ONNX file once loaded (initializers + pre-packed copies; measured).
+WEIGHTS_FACTOR = 1.1
+#: Live activation tensors per padded token, in units of (hidden + intermediate + heads x seq)
+#: float32 values, arena rounding included (measured: bench.memory).
+ACTIVATION_COPIES = 5.0
+#: Bytes per admitted token id (Python int in a list) and per byte of request body in flight
+#: (the body, the parsed JSON, the texts).
+BYTES_PER_QUEUED_TOKEN = 40
+BYTES_PER_BODY_BYTE = 3
+#: Margin on top of the estimate for the limit (allocator fragmentation, GC timing).
+HEADROOM = 1.25
+
+
+@dataclass(frozen=True)
+class ModelShape:
+    """What the memory estimate needs to know about the model (from its directory)."""
+
+    layers: int
+    hidden: int
+    intermediate: int
+    heads: int
+    max_seq_length: int
+    onnx_bytes: int
+
+    @classmethod
+    def read(cls, settings: Settings) -> ModelShape:
+        config = json.loads((settings.model_dir / "config.json").read_text(encoding="utf-8"))
+        st = json.loads((settings.model_dir / "sentence_bert_config.json").read_text(encoding="utf-8"))
+        hidden = int(config.get("hidden_size") or config["d_model"])
+        return cls(
+            layers=int(config.get("num_hidden_layers") or config.get("num_layers") or 0),
+            hidden=hidden,
+            intermediate=int(config.get("intermediate_size") or config.get("d_ff") or 4 * hidden),
+            heads=int(config.get("num_attention_heads") or config.get("num_heads") or 1),
+            max_seq_length=int(st.get("max_seq_length", 512)),
+            onnx_bytes=settings.onnx_path.stat().st_size,
+        )
+
+
+@dataclass(frozen=True)
+class MemoryEstimate:
+    runtime_mb: float
+    weights_mb: float
+    call_mb: float
+    admitted_mb: float
+    peak_mb: float
+    limit_mb: int  # peak x HEADROOM, rounded up to 64 MB: what to give the container
+
+    def as_text(self) -> str:
+        parts = ", ".join(f"{k.removesuffix('_mb')} {v:.0f} MB" for k, v in asdict(self).items() if k != "limit_mb")
+        return f"{parts}; memory limit {self.limit_mb} MB (Mi)"
+
+
+def activation_bytes_per_token(shape: ModelShape) -> float:
+    seq = shape.max_seq_length
+    return 4 * ACTIVATION_COPIES * (shape.hidden + shape.intermediate + shape.heads * seq)
+
+
+def estimate(settings: Settings, shape: ModelShape) -> MemoryEstimate:
+    call_tokens = min(settings.max_batch_tokens, settings.max_batch * shape.max_seq_length)
+    runtime = RUNTIME_BYTES
+    weights = WEIGHTS_FACTOR * shape.onnx_bytes
+    call = call_tokens * activation_bytes_per_token(shape)
+    admitted = settings.max_queued_tokens * BYTES_PER_QUEUED_TOKEN + settings.max_queued_bytes * BYTES_PER_BODY_BYTE
+    peak = runtime + weights + call + admitted
+    limit = -(-int(peak * HEADROOM) // (64 * MB)) * 64
+    return MemoryEstimate(runtime / MB, weights / MB, call / MB, admitted / MB, peak / MB, limit)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(
+        prog="python -m app.sizing",
+        description="Memory limit for the service with the current EMBEDDER_* settings and model directory.",
+    )
+    p.add_argument("--json", action="store_true", help="print JSON instead of a line of text")
+    args = p.parse_args(argv)
+    try:
+        settings = Settings()
+    except Exception as exc:  # pydantic ValidationError: name the variable
+        print(describe_settings_error(exc), file=sys.stderr)
+        return 2
+    shape = ModelShape.read(settings)
+    est = estimate(settings, shape)
+    if args.json:
+        print(json.dumps({"model": asdict(shape), "settings": _settings(settings), **asdict(est)}, indent=2))
+    else:
+        print(est.as_text())
+    return 0
+
+
+def _settings(settings: Settings) -> dict:
+    keys = ("variant", "max_batch", "max_batch_tokens", "max_queued_bytes", "max_queued_tokens")
+    return {k: getattr(settings, k) for k in keys}
+
+
+if __name__ == "__main__":
+    sys.exit(main())
+

@@ -1,0 +1,68 @@
+"""Memory sizing: the formula reads the model's own metadata and scales with the settings."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+from svc_support import ROOT, make_settings
+
+from app.sizing import ModelShape, activation_bytes_per_token, estimate
+
+
+def test_shape_comes_from_the_model_directory(model_dir):
+    shape = ModelShape.read(make_settings(model_dir))
+    config = json.loads((model_dir / "config.json").read_text())
+    assert (shape.hidden, shape.intermediate, shape.heads, shape.layers) == (
+        config["hidden_size"],
+        config["intermediate_size"],
+        config["num_attention_heads"],
+        config["num_hidden_layers"],
+    )
+    assert shape.max_seq_length == json.loads((model_dir / "sentence_bert_config.json").read_text())["max_seq_length"]
+    assert shape.onnx_bytes == (model_dir / "onnx" / "model.onnx").stat().st_size
+
+
+def test_another_model_shape_changes_the_estimate(model_dir, tmp_path):
+    """A bigger model (as another sentence-transformers model would be) gets a bigger call term."""
+    bigger = tmp_path / "model"
+    shutil.copytree(model_dir, bigger, ignore=shutil.ignore_patterns("*.onnx"))
+    (bigger / "onnx").mkdir(exist_ok=True)
+    (bigger / "onnx" / "model.onnx").write_bytes(b"\0" * 1024)
+    config = json.loads((bigger / "config.json").read_text())
+    config |= {"hidden_size": 768, "intermediate_size": 3072, "num_attention_heads": 12}
+    (bigger / "config.json").write_text(json.dumps(config))
+    small = ModelShape.read(make_settings(model_dir))
+    large = ModelShape.read(make_settings(bigger))
+    assert activation_bytes_per_token(large) > activation_bytes_per_token(small)
+    assert large.onnx_bytes == 1024
+
+
+def test_estimate_scales_with_the_settings(model_dir):
+    shape = ModelShape.read(make_settings(model_dir))
+    base = estimate(make_settings(model_dir, max_batch_tokens=1024), shape)
+    double = estimate(make_settings(model_dir, max_batch_tokens=2048), shape)
+    assert abs(double.call_mb - 2 * base.call_mb) < 1e-6
+    capped = estimate(make_settings(model_dir, max_batch=2, max_batch_tokens=8192), shape)
+    assert capped.call_mb == estimate(make_settings(model_dir, max_batch=2, max_batch_tokens=512), shape).call_mb
+    more = estimate(make_settings(model_dir, max_queued_bytes=64 << 20), shape)
+    assert more.admitted_mb > estimate(make_settings(model_dir), shape).admitted_mb
+    assert base.limit_mb % 64 == 0 and base.limit_mb >= base.peak_mb * 1.25
+
+
+def test_cli_prints_the_estimate_for_the_environment(model_dir):
+    env = {"PATH": os.environ["PATH"], "EMBEDDER_MODEL_DIR": str(model_dir), "EMBEDDER_MAX_BATCH_TOKENS": "1024"}
+    out = subprocess.run(
+        [sys.executable, "-m", "app.sizing", "--json"], cwd=ROOT, env=env, capture_output=True, text=True, check=True
+    ).stdout
+    body = json.loads(out)
+    assert body["settings"]["max_batch_tokens"] == 1024
+    assert body["limit_mb"] >= body["peak_mb"] > body["call_mb"] > 0
+    bad = subprocess.run(
+        [sys.executable, "-m", "app.sizing"], cwd=ROOT, env=env | {"EMBEDDER_MAX_BATCH": "0"},
+        capture_output=True, text=True, check=False,
+    )
+    assert bad.returncode == 2 and "EMBEDDER_MAX_BATCH" in bad.stderr
