@@ -2,6 +2,7 @@
 
 Run from the repository root: ``uv run python -m bench.service [--json out.json] [--model-dir DIR]``
 (``--help`` lists the knobs; the defaults take about two minutes).
+Mixed query/passage traffic (wrk, per-class p99, before/after, peak RSS): ``uv run python -m bench.mixed``.
 
 Paths: ONNX Runtime fp32/int8 in-process through the service's own ``app.model.EmbeddingModel`` (same
 settings, tokenizer, padding and session as ``python -m app``, minus HTTP and batching); sentence-transformers
@@ -104,16 +105,19 @@ def torch_embedder(batch: int) -> Callable[[Sequence[str]], np.ndarray]:
 
 
 @contextlib.contextmanager
-def service(path: Path, variant: str, timeout: float = 120.0) -> Iterator[tuple[str, int]]:
-    """A real ``python -m app`` on a free loopback port; yields (base URL, pid) once /ready is 200."""
+def service(path: Path, variant: str, timeout: float = 120.0, cwd: Path = ROOT,
+            env: dict[str, str] | None = None) -> Iterator[tuple[str, int]]:
+    """A real ``python -m app`` (the app/ of ``cwd``, extra ``env`` on top) on a free loopback port;
+    yields (base URL, pid) once /ready is 200."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     env = {**os.environ, "EMBEDDER_MODEL_DIR": str(path), "EMBEDDER_VARIANT": variant,
-           "EMBEDDER_HOST": "127.0.0.1", "EMBEDDER_PORT": str(port), "EMBEDDER_LOG_LEVEL": "warning"}
+           "EMBEDDER_HOST": "127.0.0.1", "EMBEDDER_PORT": str(port), "EMBEDDER_LOG_LEVEL": "warning",
+           **(env or {})}
     url, deadline = f"http://127.0.0.1:{port}", time.monotonic() + timeout
     with tempfile.TemporaryFile() as log:
-        proc = subprocess.Popen([sys.executable, "-m", "app"], cwd=ROOT, env=env, stdout=log, stderr=log)
+        proc = subprocess.Popen([sys.executable, "-m", "app"], cwd=cwd, env=env, stdout=log, stderr=log)
         try:
             while True:
                 if proc.poll() is not None or time.monotonic() > deadline:
