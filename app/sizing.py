@@ -30,7 +30,9 @@ from app.config import Settings, describe_settings_error
 
 MB = 1 << 20
 #: RSS of the ready service without model weights and arena (measured; bench.memory).
-RUNTIME_BYTES = 190 * MB
+RUNTIME_BYTES = 160 * MB
+#: What the arena holds beyond the per-token part (short calls, ORT's own blocks; measured).
+ARENA_BASE_BYTES = 48 * MB
 #: RSS per byte of ONNX file once loaded (initializers + pre-packed copies; measured).
 WEIGHTS_FACTOR = 1.1
 #: Live activation tensors per padded token, in units of (hidden + intermediate + heads x seq)
@@ -93,7 +95,7 @@ def estimate(settings: Settings, shape: ModelShape) -> MemoryEstimate:
     call_tokens = min(settings.max_batch_tokens, settings.max_batch * shape.max_seq_length)
     runtime = RUNTIME_BYTES
     weights = WEIGHTS_FACTOR * shape.onnx_bytes
-    call = call_tokens * activation_bytes_per_token(shape)
+    call = ARENA_BASE_BYTES + call_tokens * activation_bytes_per_token(shape)
     admitted = settings.max_queued_tokens * BYTES_PER_QUEUED_TOKEN + settings.max_queued_bytes * BYTES_PER_BODY_BYTE
     peak = runtime + weights + call + admitted
     limit = -(-int(peak * HEADROOM) // (64 * MB)) * 64
