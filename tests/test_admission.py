@@ -53,6 +53,32 @@ def test_settings_that_could_never_admit_a_full_request_are_refused(model_dir):
         check_capacity(Settings(model_dir=model_dir, max_batch_tokens=255), 256)
 
 
+class Hold:
+    """Holds the model inside its next call (while ``on``) until ``release()``: the cap stays full."""
+
+    def __init__(self) -> None:
+        self.on = False
+        self.gate, self.entered = threading.Event(), threading.Event()
+
+    def release(self) -> None:
+        self.on = False
+        self.gate.set()
+
+
+@pytest.fixture
+def hold(monkeypatch) -> Hold:
+    held, original = Hold(), EmbeddingModel.run
+
+    def held_run(self, batch):
+        if held.on:
+            held.entered.set()
+            held.gate.wait(60)
+        return original(self, batch)
+
+    monkeypatch.setattr(EmbeddingModel, "run", held_run)
+    return held
+
+
 @pytest.mark.parametrize(
     ("path", "body", "message"),
     [
@@ -61,30 +87,16 @@ def test_settings_that_could_never_admit_a_full_request_are_refused(model_dir):
         ("/similarity", {"source": "a", "targets": ["b"]}, lambda j: j["detail"]),
     ],
 )
-async def test_past_the_cap_a_request_gets_503_and_the_admitted_one_completes(
-    model_dir, monkeypatch, path, body, message
-):
+async def test_past_the_cap_a_request_gets_503_and_the_admitted_one_completes(model_dir, hold, path, body, message):
     """The model is held inside the first request's call, so the cap is full while the next arrives."""
-    gate, entered = threading.Event(), threading.Event()
-    original = EmbeddingModel.run
-    holding = {"on": False}
-
-    def held_run(self, batch):
-        if holding["on"]:
-            entered.set()
-            gate.wait(60)
-        return original(self, batch)
-
-    monkeypatch.setattr(EmbeddingModel, "run", held_run)
     settings = make_settings(model_dir, max_inputs=2, max_queued_texts=2, max_queued_tokens=2 * 256)
     app = create_app(settings)
     async with running_app(app) as client:
-        holding["on"] = True
+        hold.on = True
         first = asyncio.create_task(client.post("/embed", json={"inputs": ["first", "second"]}))
-        await asyncio.to_thread(entered.wait, 30)
+        await asyncio.to_thread(hold.entered.wait, 30)
         refused = await client.post(path, json=body)
-        holding["on"] = False
-        gate.set()
+        hold.release()
         done = await first
         assert refused.status_code == 503, refused.text
         assert int(refused.headers["retry-after"]) >= 1
@@ -101,30 +113,18 @@ async def test_past_the_cap_a_request_gets_503_and_the_admitted_one_completes(
         assert gauge in metrics
 
 
-async def test_bodies_past_the_byte_cap_are_refused_before_they_are_read(model_dir, monkeypatch):
-    gate, entered = threading.Event(), threading.Event()
-    original = EmbeddingModel.run
-    holding = {"on": False}
-
-    def held_run(self, batch):
-        if holding["on"]:
-            entered.set()
-            gate.wait(60)
-        return original(self, batch)
-
-    monkeypatch.setattr(EmbeddingModel, "run", held_run)
+async def test_bodies_past_the_byte_cap_are_refused_before_they_are_read(model_dir, hold):
     app = create_app(make_settings(model_dir, max_queued_bytes=1000))
     async with running_app(app) as client:
         big = {"inputs": ["x" * 900]}  # alone it is admitted: one request always fits an idle service
         assert (await client.post("/embed", json=big)).status_code == 200
-        holding["on"] = True
+        hold.on = True
         first = asyncio.create_task(client.post("/embed", json={"inputs": ["held " * 50]}))
-        await asyncio.to_thread(entered.wait, 30)
+        await asyncio.to_thread(hold.entered.wait, 30)
         refused = await client.post("/v1/embeddings", json={"input": "y" * 900, "model": "all-MiniLM-L6-v2"})
         small = asyncio.create_task(client.post("/embed", json={"inputs": ["fits"]}))
         assert (await client.get("/ready")).status_code == 200  # GETs are not counted
-        holding["on"] = False
-        gate.set()
+        hold.release()
         assert (await first).status_code == 200 and (await small).status_code == 200
         metrics = (await client.get("/metrics")).text
     assert refused.status_code == 503 and refused.headers["retry-after"] == "1"
