@@ -32,7 +32,7 @@ class Settings(BaseSettings):
     variant: Variant = Field("fp32", description="ONNX variant: fp32 (exact) or int8 (faster).")
     max_batch: int = Field(32, ge=1, le=1024, description="Most texts in one ONNX Runtime call.")
     max_batch_tokens: int = Field(
-        2048,
+        1024,
         ge=1,
         le=1_048_576,
         description="Most padded tokens (texts x longest text) in one ONNX Runtime call; bounds its memory.",
@@ -49,7 +49,7 @@ class Settings(BaseSettings):
         81_920, ge=1, description="Most tokens admitted (queued or running) at once; past it, 503 + Retry-After."
     )
     slack_ms_per_token: float = Field(
-        1.0,
+        10.0,
         ge=0,
         le=1000,
         description="Scheduling slack per token: larger favours short texts more (README, Scheduling).",
