@@ -55,19 +55,25 @@ class Ticket:
 
 class Admission:
     def __init__(
-        self, *, max_texts: int, max_tokens: int, drain_seconds: Callable[[int], float] | None = None
+        self,
+        *,
+        max_texts: int,
+        max_tokens: int,
+        drain_seconds: Callable[[int], float] | None = None,
+        on_reject: Callable[[], object] | None = None,
     ) -> None:
         self.max_texts = max_texts
         self.max_tokens = max_tokens
         self.texts = 0  # admitted and not yet answered
         self.tokens = 0
-        self.rejected = 0
         self._drain_seconds = drain_seconds  # seconds to run that many tokens, for Retry-After
+        self._on_reject = on_reject
 
     def admit(self, texts: int, tokens: int) -> Ticket:
         """Reserve room for a request, or raise Overloaded (503 + Retry-After)."""
         if self.texts + texts > self.max_texts or self.tokens + tokens > self.max_tokens:
-            self.rejected += 1
+            if self._on_reject is not None:
+                self._on_reject()
             wait = self.retry_after(tokens)
             raise Overloaded(
                 f"The service is at capacity ({self.texts} texts / {self.tokens} tokens admitted; "
@@ -91,7 +97,9 @@ class Admission:
 class BodyBudget:
     """Pure-ASGI middleware: refuse (503 + Retry-After) POST bodies past the in-flight byte cap."""
 
-    def __init__(self, app: ASGIApp, *, max_bytes: int, max_body: int, on_reject=None) -> None:
+    def __init__(
+        self, app: ASGIApp, *, max_bytes: int, max_body: int, on_reject: Callable[[], object] | None = None
+    ) -> None:
         self.app = app
         self.max_bytes = max_bytes
         self.max_body = max_body  # assumed size of a body without Content-Length (chunked)

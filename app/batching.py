@@ -68,7 +68,6 @@ class Batcher:
         self._task: asyncio.Task | None = None
         self._last_requests = 1
         self._closed = False
-        self._queued: set[Request] = set()  # requests with texts still in the policy's queue
         self.in_flight_tokens = 0  # padded tokens of the call running now
 
     # -- public ---------------------------------------------------------------------------
@@ -86,9 +85,8 @@ class Batcher:
             except asyncio.CancelledError:
                 pass
             self._task = None
-        leftover = list(self._queued)
+        leftover = self.policy.requests()
         self.policy.discard(leftover)
-        self._queued.clear()
         for request in leftover:
             self._fail_job(request.owner, BatcherClosed("service is shutting down"))
 
@@ -109,13 +107,11 @@ class Batcher:
         job = _Job(ids, asyncio.get_running_loop().create_future())
         request = Request([len(seq) for seq in ids], self._clock(), owner=job)
         self.policy.add(request)
-        self._queued.add(request)
         self._wakeup.set()
         try:
             return await job.future
         finally:
-            if request in self._queued:  # cancelled or failed: its queued texts never run
-                self._queued.discard(request)
+            if request.pending:  # cancelled or failed: its queued texts never run
                 self.policy.discard([request])
 
     # -- worker ---------------------------------------------------------------------------
@@ -130,13 +126,10 @@ class Batcher:
             call = self.policy.take()
             if not call:
                 continue
-            requests = {id(it.request): it.request for it in call}
-            for request in requests.values():
-                if request.pending == 0:
-                    self._queued.discard(request)
+            requests = {it.request for it in call}
             batch = [it.request.owner.ids[it.index] for it in call]
-            oldest = self._clock() - min(r.arrived for r in requests.values())
-            self.in_flight_tokens = padded_tokens(call)
+            oldest = self._clock() - min(r.arrived for r in requests)
+            padded = self.in_flight_tokens = padded_tokens(call)
             started = self._clock()
             try:
                 out = await loop.run_in_executor(self._executor, self._run, batch)
@@ -152,11 +145,8 @@ class Batcher:
             elapsed = self._clock() - started
             self._last_requests = len(requests)
             if self._observe is not None:
-                self._observe(len(batch), len(requests), padded_tokens(call), elapsed, oldest)
+                self._observe(len(batch), len(requests), padded, elapsed, oldest)
             self._scatter(call, out)
-
-    def _queued_requests(self) -> int:
-        return len(self._queued)
 
     async def _gather(self) -> None:
         """Under load, wait (bounded) for the previous call's number of requests."""
@@ -164,7 +154,7 @@ class Batcher:
         if self.max_wait_s <= 0 or target <= 1:
             return
         deadline = self._clock() + self.max_wait_s
-        while self._queued_requests() < target and self.policy.queued_texts < self.policy.max_texts:
+        while self.policy.queued_requests < target and self.policy.queued_texts < self.policy.max_texts:
             remaining = deadline - self._clock()
             if remaining <= 0:
                 return

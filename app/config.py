@@ -84,17 +84,21 @@ class Settings(BaseSettings):
         return value.strip().lower() if isinstance(value, str) else value
 
     @model_validator(mode="after")
+    def _check_queue_caps(self) -> Settings:
+        if self.max_queued_texts < self.max_inputs:
+            raise ValueError(
+                f"max_queued_texts ({self.max_queued_texts}) is below max_inputs ({self.max_inputs}): "
+                "a full request could never be admitted; raise EMBEDDER_MAX_QUEUED_TEXTS"
+            )
+        return self
+
+    @model_validator(mode="after")
     def _check_model_dir(self) -> Settings:
         root = self.model_dir
         hint = "build it with `python -m app.export` and point EMBEDDER_MODEL_DIR at it"
         if not root.is_dir():
             raise ValueError(f"model_dir {str(root)!r} is not a directory; {hint}")
         needed = [*REQUIRED_FILES, VARIANT_FILES[self.variant]]
-        if self.max_queued_texts < self.max_inputs:
-            raise ValueError(
-                f"max_queued_texts ({self.max_queued_texts}) is below max_inputs ({self.max_inputs}): "
-                "a full request could never be admitted; raise EMBEDDER_MAX_QUEUED_TEXTS"
-            )
         missing = [name for name in needed if not (root / name).is_file()]
         if missing:
             raise ValueError(

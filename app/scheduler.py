@@ -1,7 +1,7 @@
 """Scheduling policy: which queued texts go into the next ONNX Runtime call.
 
-Pure data structure, no asyncio and no clock of its own (``now`` is an argument), so it is
-tested deterministically. The worker loop that runs calls and scatters results is
+Pure data structure, no asyncio and no clock of its own (time comes in as each request's
+arrival), so it is tested deterministically. The worker loop that runs calls and scatters results is
 ``app.batching``.
 
 Every text of every queued request is an :class:`Item` with its token length. A call is
@@ -82,6 +82,7 @@ class Policy:
         self.max_tokens = max_tokens
         self.slack_s_per_token = slack_s_per_token
         self._items: list[Item] = []  # sorted by Item.sort_key
+        self._requests: set[Request] = set()  # requests with texts still queued
         self.queued_tokens = 0
 
     def __len__(self) -> int:
@@ -90,6 +91,14 @@ class Policy:
     @property
     def queued_texts(self) -> int:
         return len(self._items)
+
+    @property
+    def queued_requests(self) -> int:
+        return len(self._requests)
+
+    def requests(self) -> list[Request]:
+        """The requests that still have texts in the queue."""
+        return list(self._requests)
 
     def add(self, request: Request) -> None:
         """Queue every text of ``request``."""
@@ -100,19 +109,21 @@ class Policy:
             item = Item(request, i, n, request.arrived + done * self.slack_s_per_token)
             insort(self._items, item, key=Item.sort_key)
         request.pending = len(request.lengths)
+        self._requests.add(request)
         self.queued_tokens += request.tokens
 
     def discard(self, requests: Iterable[Request]) -> int:
         """Drop the queued texts of ``requests`` (callers gone); returns how many were dropped."""
-        gone = set(map(id, requests))
+        gone = set(requests) & self._requests
         if not gone:
             return 0
-        keep = [it for it in self._items if id(it.request) not in gone]
-        dropped = [it for it in self._items if id(it.request) in gone]
+        keep = [it for it in self._items if it.request not in gone]
+        dropped = [it for it in self._items if it.request in gone]
         self._items = keep
         for it in dropped:
             it.request.pending -= 1
             self.queued_tokens -= it.length
+        self._requests -= gone
         return len(dropped)
 
     def take(self) -> list[Item]:
@@ -149,6 +160,8 @@ class Policy:
         for it in call:
             it.request.pending -= 1
             self.queued_tokens -= it.length
+            if it.request.pending == 0:
+                self._requests.discard(it.request)
         return call
 
     def _fits(self, texts: int, longest: int, real: int) -> bool:

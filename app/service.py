@@ -19,7 +19,7 @@ import numpy as np
 from app.admission import Admission, Ticket
 from app.batching import Batcher, BatcherClosed
 from app.config import Settings
-from app.errors import InputTooLarge, InvalidInput, ModelNotFound, NotReady, Overloaded
+from app.errors import InputTooLarge, InvalidInput, ModelNotFound, NotReady
 from app.metrics import Metrics
 from app.model import EmbeddingModel, Tokenized
 from app.scheduler import Policy
@@ -57,6 +57,7 @@ class EmbeddingService:
             max_texts=settings.max_queued_texts,
             max_tokens=settings.max_queued_tokens,
             drain_seconds=self._drain_seconds,
+            on_reject=metrics.rejected.inc,
         )
         metrics.watch_queue(self)
 
@@ -195,11 +196,7 @@ class EmbeddingService:
     def _admit(self, texts: Sequence[str]) -> Ticket:
         """Reserve admission for texts: tokens bounded by characters + 2 until tokenized."""
         limit = self.info.max_seq_length
-        try:
-            return self.admission.admit(len(texts), sum(min(limit, len(t) + 2) for t in texts))
-        except Overloaded:
-            self.metrics.rejected.inc()
-            raise
+        return self.admission.admit(len(texts), sum(min(limit, len(t) + 2) for t in texts))
 
     def _require_ready(self) -> Batcher:
         if self.status != "ready" or self.batcher is None:

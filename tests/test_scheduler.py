@@ -116,7 +116,7 @@ def test_discard_drops_a_cancelled_request_and_its_tokens():
     keep = queue(p, [10, 20])
     gone = queue(p, [30, 40, 50])
     assert p.discard([gone]) == 3
-    assert p.queued_texts == 2 and p.queued_tokens == 30
+    assert p.queued_texts == 2 and p.queued_tokens == 30 and p.requests() == [keep]
     assert all(it.request is keep for call in drain(p) for it in call)
     assert p.discard([gone]) == 0
 
