@@ -1,8 +1,9 @@
 """The worker loop: run the calls the scheduling policy forms, scatter the results.
 
-One asyncio task owns the loop and a single worker thread runs the model, so the event
-loop never blocks on inference. Which texts go into each call is ``app.scheduler``'s
-decision; this module only waits, runs and scatters:
+One asyncio task owns the loop; up to ``workers`` calls run at once on the executor's
+threads (one ORT session, thread-safe), so the event loop never blocks on inference. Which
+texts go into each call is ``app.scheduler``'s decision; this module only waits, runs and
+scatters:
 
 * Idle model, lone request: it goes at once (no timer). Requests already parsed in the
   same event-loop turn ride along for free, because the worker task only runs after the
@@ -57,7 +58,10 @@ class Batcher:
         max_wait_s: float,
         observe: ObserveFn | None = None,
         clock: Callable[[], float] = time.perf_counter,
+        workers: int = 1,
     ) -> None:
+        if workers < 1:
+            raise ValueError("workers must be >= 1")
         self._run = run
         self._executor = executor
         self.policy = policy
@@ -66,9 +70,10 @@ class Batcher:
         self._clock = clock
         self._wakeup = asyncio.Event()
         self._task: asyncio.Task | None = None
+        self._slots = asyncio.Semaphore(workers)
+        self._calls: dict[asyncio.Task, int] = {}  # running call -> its padded tokens
         self._last_requests = 1
         self._closed = False
-        self.in_flight_tokens = 0  # padded tokens of the call running now
 
     # -- public ---------------------------------------------------------------------------
     def start(self) -> None:
@@ -78,17 +83,20 @@ class Batcher:
     async def stop(self) -> None:
         """Stop the worker task; queued texts that never ran fail with BatcherClosed."""
         self._closed = True
-        if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
-            self._task = None
+        tasks = [t for t in (self._task, *self._calls) if t is not None]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        self._task = None
         leftover = self.policy.requests()
         self.policy.discard(leftover)
         for request in leftover:
             self._fail_job(request.owner, BatcherClosed("service is shutting down"))
+
+    @property
+    def in_flight_tokens(self) -> int:
+        """Padded tokens of the calls running now."""
+        return sum(self._calls.values())
 
     @property
     def queued_texts(self) -> int:
@@ -116,37 +124,45 @@ class Batcher:
 
     # -- worker ---------------------------------------------------------------------------
     async def _loop(self) -> None:
-        loop = asyncio.get_running_loop()
         while True:
             if not self.policy:
                 self._wakeup.clear()
                 await self._wakeup.wait()
                 continue
+            await self._slots.acquire()  # a worker is free
             await self._gather()
             call = self.policy.take()
             if not call:
+                self._slots.release()
                 continue
-            requests = {it.request for it in call}
-            batch = [it.request.owner.ids[it.index] for it in call]
-            oldest = self._clock() - min(r.arrived for r in requests)
-            padded = self.in_flight_tokens = padded_tokens(call)
-            started = self._clock()
-            try:
-                out = await loop.run_in_executor(self._executor, self._run, batch)
-            except asyncio.CancelledError:
-                self._fail(call, BatcherClosed("service is shutting down"))
-                raise
-            except Exception as exc:  # keep serving: only these requests fail
-                log.exception("inference failed", extra={"batch_texts": len(batch)})
-                self._fail(call, exc)
-                continue
-            finally:
-                self.in_flight_tokens = 0
-            elapsed = self._clock() - started
-            self._last_requests = len(requests)
-            if self._observe is not None:
-                self._observe(len(batch), len(requests), padded, elapsed, oldest)
-            self._scatter(call, out)
+            task = asyncio.get_running_loop().create_task(self._call(call))
+            self._calls[task] = padded_tokens(call)
+            task.add_done_callback(self._done)
+
+    def _done(self, task: asyncio.Task) -> None:
+        self._calls.pop(task, None)
+        self._slots.release()
+
+    async def _call(self, call: list[Item]) -> None:
+        """Run one call on a worker thread and scatter its rows; failures stay with its requests."""
+        requests = {it.request for it in call}
+        batch = [it.request.owner.ids[it.index] for it in call]
+        oldest = self._clock() - min(r.arrived for r in requests)
+        started = self._clock()
+        try:
+            out = await asyncio.get_running_loop().run_in_executor(self._executor, self._run, batch)
+        except asyncio.CancelledError:
+            self._fail(call, BatcherClosed("service is shutting down"))
+            raise
+        except Exception as exc:  # keep serving: only these requests fail
+            log.exception("inference failed", extra={"batch_texts": len(batch)})
+            self._fail(call, exc)
+            return
+        elapsed = self._clock() - started
+        self._last_requests = len(requests)
+        if self._observe is not None:
+            self._observe(len(batch), len(requests), padded_tokens(call), elapsed, oldest)
+        self._scatter(call, out)
 
     async def _gather(self) -> None:
         """Under load, wait (bounded) for the previous call's number of requests."""

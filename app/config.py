@@ -6,6 +6,7 @@ before binding the port.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Literal
 
@@ -54,12 +55,26 @@ class Settings(BaseSettings):
         le=1000,
         description="Scheduling slack per token: larger favours short texts more (README, Scheduling).",
     )
+    call_overhead_tokens: float | None = Field(
+        None,
+        ge=0,
+        description="Fixed cost of one ORT call in padded tokens, for grouping texts into calls; "
+        "unset = measured at start (README, Scheduling).",
+    )
     max_wait_ms: float = Field(
         2.0, ge=0, le=1000, description="Most time a batch waits for more requests under load."
     )
     max_inputs: int = Field(256, ge=1, le=100_000, description="Most texts in one request.")
     max_text_chars: int = Field(8192, ge=1, description="Most characters in one text.")
-    intra_op_threads: int = Field(0, ge=0, le=256, description="ORT intra-op threads, 0 = ORT default.")
+    workers: int = Field(
+        0,
+        ge=0,
+        le=256,
+        description="ORT calls run at once on one session; 0 = usable CPUs + 1 (README, Threads).",
+    )
+    intra_op_threads: int = Field(
+        1, ge=0, le=256, description="ORT threads per call, 0 = ORT default (all cores; README, Threads)."
+    )
     inter_op_threads: int = Field(1, ge=0, le=256, description="ORT inter-op threads, 0 = ORT default.")
     ort_spinning: bool = Field(
         False, description="Let ORT's pool threads spin-wait for work (session.intra_op.allow_spinning)."
@@ -108,8 +123,19 @@ class Settings(BaseSettings):
         return self
 
     @property
+    def call_workers(self) -> int:
+        """ORT calls run at once: EMBEDDER_WORKERS, or one per usable CPU plus one (a call's
+        Python part and the event loop leave gaps that the extra call fills; README, Threads)."""
+        return self.workers or usable_cpus() + 1
+
+    @property
     def onnx_path(self) -> Path:
         return self.model_dir / VARIANT_FILES[self.variant]
+
+
+def usable_cpus() -> int:
+    """CPUs this process may run on (its affinity mask)."""
+    return os.process_cpu_count() or 1
 
 
 def describe_settings_error(exc: Exception) -> str:

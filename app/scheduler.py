@@ -15,13 +15,15 @@ formed in two steps:
    before the later texts of a large request that arrived long before it (a big request
    does not block the service for its whole length once its first deadlines pass); among
    texts of similar cost the order is arrival order.
-2. **Fill by length.** In the queue sorted by length, the call grows from the seed to the
-   neighbour closest in length to the seed, one text at a time, while the call stays within
-   ``max_texts``, ``max_tokens`` padded tokens (texts x the longest text of the call) and a
-   padding bound (padded tokens <= ``MAX_PADDING_RATIO`` x real tokens). Longer texts join
-   only up to ``max(2 x seed length, MIN_GROUP_WIDTH)`` tokens, so the seed's call is never
-   made slow by texts much longer than it. Texts of similar length share a call whatever
-   request they come from; a request's texts may be spread over several calls.
+2. **Group by cost.** Around the seed, the queued texts sorted by length are split into the
+   cheapest sequence of calls under a cost model measured at start (``app.service``): a call
+   costs ``overhead_tokens`` (its fixed cost: one ORT run, in padded-token equivalents) plus
+   its padded tokens (texts x its longest text), and holds at most ``max_texts`` texts and
+   ``max_tokens`` padded tokens. The next call is the group of that split that holds the seed.
+   Texts of similar length therefore share a call whatever request they come from, padding is
+   paid only where it is cheaper than another call, and a request's texts may be spread over
+   several calls. (The split is a dynamic program over the ``NEIGHBOURHOOD x max_texts`` texts on
+   each side of the seed; in length order the cheapest split is contiguous.)
 
 No starvation: an item picked as seed before item ``x`` has a deadline no later than
 ``x``'s, so it arrived before ``x``'s deadline. Once ``x``'s deadline has passed, only work
@@ -38,10 +40,8 @@ from dataclasses import dataclass, field
 from itertools import count
 from typing import Any
 
-#: A call's padded tokens may be at most this multiple of its real tokens (padding <= 50%).
-MAX_PADDING_RATIO = 2.0
-#: Texts up to this many tokens always may share a call (below it, per-call cost dominates).
-MIN_GROUP_WIDTH = 32
+#: The split that picks the next call looks this many x max_texts texts to each side of the seed.
+NEIGHBOURHOOD = 2
 
 _arrivals = count()
 
@@ -75,12 +75,17 @@ class Item:
 class Policy:
     """The queue of texts waiting for a call, and the rule that forms the next call."""
 
-    def __init__(self, *, max_texts: int, max_tokens: int, slack_s_per_token: float) -> None:
+    def __init__(
+        self, *, max_texts: int, max_tokens: int, slack_s_per_token: float, overhead_tokens: float = 0.0
+    ) -> None:
         if max_texts < 1 or max_tokens < 1:
             raise ValueError("max_texts and max_tokens must be >= 1")
+        if overhead_tokens < 0:
+            raise ValueError("overhead_tokens must be >= 0")
         self.max_texts = max_texts
         self.max_tokens = max_tokens
         self.slack_s_per_token = slack_s_per_token
+        self.overhead_tokens = overhead_tokens
         self._items: list[Item] = []  # sorted by Item.sort_key
         self._requests: set[Request] = set()  # requests with texts still queued
         self.queued_tokens = 0
@@ -132,31 +137,12 @@ class Policy:
         if not items:
             return []
         seed = min(range(len(items)), key=lambda i: (items[i].deadline, items[i].request.seq, items[i].index))
-        lo = hi = seed  # the call is items[lo:hi + 1], contiguous in length order
-        longest = items[seed].length
-        real = longest
-        target = items[seed].length
-        widest = max(2 * target, MIN_GROUP_WIDTH)
-        while hi - lo + 1 < self.max_texts:
-            left = items[lo - 1] if lo > 0 else None
-            right = items[hi + 1] if hi + 1 < len(items) else None
-            left_ok = left is not None and self._fits(hi - lo + 2, longest, real + left.length)
-            right_ok = (
-                right is not None
-                and right.length <= widest
-                and self._fits(hi - lo + 2, max(longest, right.length), real + right.length)
-            )
-            if left_ok and (not right_ok or target - left.length <= right.length - target):
-                lo -= 1
-                real += left.length
-            elif right_ok:
-                hi += 1
-                real += right.length
-                longest = max(longest, right.length)
-            else:
-                break
-        call = items[lo : hi + 1]
-        del items[lo : hi + 1]
+        reach = NEIGHBOURHOOD * self.max_texts
+        first = max(0, seed - reach)
+        lo, hi = self._group([it.length for it in items[first : seed + reach + 1]], seed - first)
+        lo, hi = first + lo, first + hi
+        call = items[lo:hi]
+        del items[lo:hi]
         for it in call:
             it.request.pending -= 1
             self.queued_tokens -= it.length
@@ -164,9 +150,24 @@ class Policy:
                 self._requests.discard(it.request)
         return call
 
-    def _fits(self, texts: int, longest: int, real: int) -> bool:
-        padded = texts * longest
-        return padded <= self.max_tokens and padded <= MAX_PADDING_RATIO * real
+    def _group(self, lengths: list[int], seed: int) -> tuple[int, int]:
+        """The group [lo, hi) holding ``seed`` in the cheapest split of ``lengths`` (ascending) into
+        calls: cost[j] = min over i of cost[i] + overhead + (j - i) x lengths[j - 1]."""
+        n, overhead = len(lengths), self.overhead_tokens
+        cost, start = [0.0] * (n + 1), [0] * (n + 1)
+        for j in range(1, n + 1):
+            longest = lengths[j - 1]
+            fits = max(1, min(self.max_texts, self.max_tokens // longest))
+            best, best_i = float("inf"), j - 1
+            for i in range(max(0, j - fits), j):  # ties go to the larger call
+                c = cost[i] + (j - i) * longest
+                if c < best:
+                    best, best_i = c, i
+            cost[j], start[j] = best + overhead, best_i
+        hi = n
+        while start[hi] > seed:
+            hi = start[hi]
+        return start[hi], hi
 
 
 def padded_tokens(call: list[Item]) -> int:

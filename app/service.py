@@ -11,6 +11,7 @@ import gc
 import logging
 import time
 from collections.abc import Sequence
+from statistics import median
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -69,14 +70,14 @@ class EmbeddingService:
     async def start(self) -> None:
         """Load the model and run one warm-up inference on the inference thread."""
         loop = asyncio.get_running_loop()
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ort")
+        self._executor = ThreadPoolExecutor(max_workers=self.settings.call_workers, thread_name_prefix="ort")
         self.status, self.reason = "loading", "model loading"
         started = time.perf_counter()
         try:
             await loop.run_in_executor(self._executor, self.model.load)
             self.reason = "warm-up inference running"
             await loop.run_in_executor(self._executor, self.model.warm_up)
-            rate = await loop.run_in_executor(self._executor, self._calibrate)
+            rate, overhead = await self._calibrate()
         except Exception as exc:
             self.status, self.reason = "failed", f"model failed to load: {exc}"
             log.exception("model load failed", extra={"model_dir": str(self.settings.model_dir)})
@@ -85,6 +86,7 @@ class EmbeddingService:
             max_texts=self.settings.max_batch,
             max_tokens=self.settings.max_batch_tokens,
             slack_s_per_token=self.settings.slack_ms_per_token / 1000,
+            overhead_tokens=overhead,
         )
         self.batcher = Batcher(
             self.model.run,
@@ -92,6 +94,7 @@ class EmbeddingService:
             policy,
             max_wait_s=self.settings.max_wait_ms / 1000,
             observe=self.metrics.observe_batch,
+            workers=self.settings.call_workers,
         )
         self.batcher.start()
         # Everything loaded so far lives as long as the process: keep it out of the cyclic GC's
@@ -100,7 +103,7 @@ class EmbeddingService:
         gc.freeze()
         self.status, self.reason = "ready", None
         self.metrics.ready.set(1)
-        self._log_capacity(rate)
+        self._log_capacity(rate, overhead)
         log.info(
             "ready",
             extra={
@@ -158,23 +161,54 @@ class EmbeddingService:
                     param=f"{field}[{i}]",
                 )
 
-    def _calibrate(self) -> float:
-        """One full call (max-length texts up to the call budget): sizes ORT's arena to its peak
-        now rather than under load, and measures padded tokens per second for drain estimates."""
-        s, limit = self.settings, self.info.max_seq_length
-        ids = self.model.tokenize(["calibration " * limit]).ids[0]
-        batch = [ids] * max(1, min(s.max_batch, s.max_batch_tokens // len(ids)))
-        started = time.perf_counter()
-        self.model.run(batch)
-        rate = len(batch) * len(ids) / max(time.perf_counter() - started, 1e-6)
-        self.metrics.seed_rate(rate)
-        return rate
+    async def _calibrate(self) -> tuple[float, float]:
+        """Measure the cost model the scheduler and admission use, on this machine and model.
 
-    def _log_capacity(self, rate: float) -> None:
+        * Rate: ``workers`` full calls at once (max-length texts up to the call budget), twice;
+          the first also grows ORT's arena to its peak now rather than under load. The median
+          call time gives padded tokens per second of one call when every worker is busy, for
+          drain estimates (x workers).
+        * Call overhead (unless EMBEDDER_CALL_OVERHEAD_TOKENS sets it): one call of one short
+          text against one of as many such texts as a call takes; the difference gives the
+          cost per token, and the one-text call's time beyond its tokens is the fixed cost of
+          a call, in tokens. Medians of a few runs: start-up is noisy.
+        """
+        s, limit, workers = self.settings, self.info.max_seq_length, self.settings.call_workers
+        loop = asyncio.get_running_loop()
+
+        def timed(batch: list[list[int]]) -> asyncio.Future[float]:
+            return loop.run_in_executor(self._executor, self._time, batch)
+
+        ids = self.model.tokenize(["calibration " * limit]).ids[0]
+        full = [ids] * max(1, min(s.max_batch, s.max_batch_tokens // len(ids)))
+        times: list[float] = []
+        for _ in range(2):
+            times = await asyncio.gather(*(timed(full) for _ in range(workers)))
+        rate = len(full) * len(ids) / median(times)
+        self.metrics.seed_rate(rate)
+        overhead = s.call_overhead_tokens
+        if overhead is None:
+            short = self.model.tokenize(["calibration " * 30]).ids[0][: min(32, limit)]
+            many = [short] * max(2, min(s.max_batch, s.max_batch_tokens // len(short)))
+            one = median([await timed([short]) for _ in range(3)])
+            all_ = median([await timed(many) for _ in range(2)])
+            per_token = max(all_ - one, 1e-9) / ((len(many) - 1) * len(short))
+            overhead = max(0.0, one / per_token - len(short))
+        return rate, overhead
+
+    def _time(self, ids: list[list[int]]) -> float:
+        started = time.perf_counter()
+        self.model.run(ids)
+        return max(time.perf_counter() - started, 1e-6)
+
+    def _log_capacity(self, rate: float, overhead: float) -> None:
         s = self.settings
-        drain = s.max_queued_tokens / rate
+        drain = self._drain_seconds(s.max_queued_tokens)
         fields = {
-            "tokens_per_second": round(rate),
+            "workers": s.call_workers,
+            "intra_op_threads": s.intra_op_threads,
+            "tokens_per_second_per_call": round(rate),
+            "call_overhead_tokens": round(overhead, 1),
             "max_queued_tokens": s.max_queued_tokens,
             "drain_estimate_s": round(drain, 1),
             "graceful_timeout_s": s.graceful_timeout_s,
@@ -189,9 +223,9 @@ class EmbeddingService:
             log.info("capacity", extra=fields)
 
     def _drain_seconds(self, tokens: int) -> float:
-        """Seconds ORT needs for ``tokens`` padded tokens, at the rate measured so far."""
+        """Seconds the workers need for ``tokens`` padded tokens, at the rate measured so far."""
         rate = self.metrics.tokens_per_second()
-        return tokens / rate if rate else 1.0
+        return tokens / (rate * self.settings.call_workers) if rate else 1.0
 
     def _admit(self, texts: Sequence[str]) -> Ticket:
         """Reserve admission for texts: tokens bounded by characters + 2 until tokenized."""

@@ -4,12 +4,13 @@ Peak RSS of the service is the sum of four parts (README, "Sizing"):
 
 * **runtime**: Python, FastAPI, MCP, tokenizers and ONNX Runtime's code, without a model;
 * **weights**: the ONNX file as loaded (ORT keeps the initializers, some pre-packed);
-* **call**: the activations of the largest ONNX Runtime call. ORT's arena grows to the peak
-  of the largest call and keeps it. Per padded token, the live tensors of one encoder layer
+* **calls**: the activations of the largest ONNX Runtime calls, ``EMBEDDER_WORKERS`` of them
+  at once. ORT's arena grows to the peak of the largest calls and keeps it. Per padded token, the live tensors of one encoder layer
   are a few copies of the hidden state, of the feed-forward activations and of one row of
   attention scores per head: ``4 bytes x (hidden + intermediate + heads x max_seq_length)``
   times :data:`ACTIVATION_COPIES`. The call budget ``EMBEDDER_MAX_BATCH_TOKENS`` bounds it;
-  the service runs one such call at start (calibration), so this part is there when ready;
+  the service runs that many such calls at once at start (calibration), so this part is there
+  when ready;
 * **admitted work**: what admission control lets in: request bodies in flight
   (``EMBEDDER_MAX_QUEUED_BYTES``; each byte is held as bytes, then as parsed text) and the
   token ids of the admitted texts (``EMBEDDER_MAX_QUEUED_TOKENS``).
@@ -95,7 +96,7 @@ def estimate(settings: Settings, shape: ModelShape) -> MemoryEstimate:
     call_tokens = min(settings.max_batch_tokens, settings.max_batch * shape.max_seq_length)
     runtime = RUNTIME_BYTES
     weights = WEIGHTS_FACTOR * shape.onnx_bytes
-    call = ARENA_BASE_BYTES + call_tokens * activation_bytes_per_token(shape)
+    call = ARENA_BASE_BYTES + settings.call_workers * call_tokens * activation_bytes_per_token(shape)
     admitted = settings.max_queued_tokens * BYTES_PER_QUEUED_TOKEN + settings.max_queued_bytes * BYTES_PER_BODY_BYTE
     peak = runtime + weights + call + admitted
     limit = -(-int(peak * HEADROOM) // (64 * MB)) * 64
@@ -125,7 +126,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def _settings(settings: Settings) -> dict:
     keys = ("variant", "max_batch", "max_batch_tokens", "max_queued_bytes", "max_queued_tokens")
-    return {k: getattr(settings, k) for k in keys}
+    return {**{k: getattr(settings, k) for k in keys}, "workers": settings.call_workers}
 
 
 if __name__ == "__main__":

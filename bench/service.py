@@ -85,12 +85,12 @@ def model_dir() -> Path:
 
 # --- the paths --------------------------------------------------------------------------------------
 def ort_embedder(path: Path, variant: str) -> Callable[[Sequence[str]], np.ndarray]:
-    """The service's own model code: tokenize, pad to the longest, one ORT run, normalize."""
+    """The service's own model code: tokenize, pad to the longest, one ORT run on all cores, normalize."""
     from app.config import Settings
     from app.model import EmbeddingModel
     from app.service import normalize_rows
 
-    model = EmbeddingModel(Settings(model_dir=path, variant=variant))
+    model = EmbeddingModel(Settings(model_dir=path, variant=variant, intra_op_threads=0))
     model.load()
     model.warm_up()
     return lambda texts: normalize_rows(model.run(model.tokenize(texts).ids))

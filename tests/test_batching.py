@@ -4,6 +4,7 @@ cancellation, shutdown. The policy's choices on their own: tests/test_scheduler.
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
@@ -48,7 +49,7 @@ async def make_batcher(model):
 
     def make(run=None, *, max_batch=32, max_tokens=4096, max_wait_s=0.002) -> tuple[Batcher, Recorder]:
         rec = Recorder()
-        policy = Policy(max_texts=max_batch, max_tokens=max_tokens, slack_s_per_token=0.001)
+        policy = Policy(max_texts=max_batch, max_tokens=max_tokens, slack_s_per_token=0.001, overhead_tokens=64)
         b = Batcher(run or model.run, executor, policy, max_wait_s=max_wait_s, observe=rec)
         b.start()
         made.append(b)
@@ -168,3 +169,26 @@ async def test_stop_fails_queued_requests(model, make_batcher):
     assert batcher.queued_texts == 0
     with pytest.raises(BatcherClosed):
         await batcher.submit(model.tokenize(["late"]).ids)
+
+
+async def test_workers_run_calls_at_once(model, expected):
+    """Two workers: two calls are in ORT together (each waits at a barrier for the other; with
+    one worker the barrier would break), and each request still gets its own rows."""
+    barrier = threading.Barrier(2, timeout=30)
+
+    def run(batch):
+        barrier.wait()
+        return model.run(batch)
+
+    executor = ThreadPoolExecutor(max_workers=2)
+    policy = Policy(max_texts=1, max_tokens=4096, slack_s_per_token=0.001)
+    batcher = Batcher(run, executor, policy, max_wait_s=0, workers=2)
+    batcher.start()
+    try:
+        ids = model.tokenize(TEXTS[:2]).ids
+        out = await asyncio.gather(*(batcher.submit([seq]) for seq in ids))
+        np.testing.assert_allclose(np.concatenate(out), expected[:2], atol=1e-5)
+        assert batcher.in_flight_tokens == 0 and batcher.queued_texts == 0
+    finally:
+        await batcher.stop()
+        executor.shutdown(wait=True)

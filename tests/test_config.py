@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
-from app.config import Settings, describe_settings_error
+from app.config import Settings, describe_settings_error, usable_cpus
 
 
 @pytest.fixture
@@ -20,7 +20,9 @@ def env(monkeypatch, model_dir):
 def test_defaults(env, model_dir):
     s = Settings()
     assert (s.host, s.port, s.variant, s.max_batch, s.max_inputs) == ("0.0.0.0", 8000, "fp32", 32, 256)
-    assert (s.max_text_chars, s.intra_op_threads, s.inter_op_threads, s.log_level) == (8192, 0, 1, "info")
+    assert (s.max_text_chars, s.intra_op_threads, s.inter_op_threads, s.log_level) == (8192, 1, 1, "info")
+    assert s.workers == 0 and s.call_workers == usable_cpus() + 1  # one call per CPU, plus one
+    assert s.call_overhead_tokens is None  # measured at start
     assert 0 < s.max_wait_ms <= 10
     assert s.model_dir == model_dir and s.onnx_path == model_dir / "onnx/model.onnx"
 
@@ -30,7 +32,9 @@ def test_environment_overrides(env, model_dir):
     env.setenv("EMBEDDER_VARIANT", "INT8")  # case-insensitive
     env.setenv("EMBEDDER_MAX_WAIT_MS", "0.5")
     env.setenv("EMBEDDER_LOG_LEVEL", "WARNING")
+    env.setenv("EMBEDDER_WORKERS", "5")
     s = Settings()
+    assert s.call_workers == 5
     assert (s.port, s.variant, s.max_wait_ms, s.log_level) == (9001, "int8", 0.5, "warning")
     assert s.onnx_path == model_dir / "onnx/model_int8.onnx"
 

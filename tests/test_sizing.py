@@ -43,11 +43,13 @@ def test_another_model_shape_changes_the_estimate(model_dir, tmp_path):
 
 def test_estimate_scales_with_the_settings(model_dir):
     shape = ModelShape.read(make_settings(model_dir))
-    base = estimate(make_settings(model_dir, max_batch_tokens=1024), shape)
-    double = estimate(make_settings(model_dir, max_batch_tokens=2048), shape)
+    base = estimate(make_settings(model_dir, max_batch_tokens=1024, workers=3), shape)
+    double = estimate(make_settings(model_dir, max_batch_tokens=2048, workers=3), shape)
     assert double.call_mb > base.call_mb
     per_token = activation_bytes_per_token(shape) / (1 << 20)
-    assert abs(double.call_mb - base.call_mb - 1024 * per_token) < 1e-6
+    assert abs(double.call_mb - base.call_mb - 3 * 1024 * per_token) < 1e-6  # every worker's call
+    one = estimate(make_settings(model_dir, max_batch_tokens=1024, workers=1), shape)
+    assert abs(base.call_mb - one.call_mb - 2 * 1024 * per_token) < 1e-6
     capped = estimate(make_settings(model_dir, max_batch=2, max_batch_tokens=8192), shape)
     assert capped.call_mb == estimate(make_settings(model_dir, max_batch=2, max_batch_tokens=512), shape).call_mb
     more = estimate(make_settings(model_dir, max_queued_bytes=64 << 20), shape)
