@@ -6,12 +6,13 @@ before binding the port.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from app.cpus import cpu_budget
 
 Variant = Literal["fp32", "int8"]
 LogLevel = Literal["debug", "info", "warning", "error", "critical"]
@@ -82,12 +83,25 @@ class Settings(BaseSettings):
     ort_arena: bool = Field(
         True, description="ORT's CPU memory arena (kept at its peak size; see README, Sizing)."
     )
+    api_keys: SecretStr = Field(
+        SecretStr(""), description="Accepted API keys, comma-separated; set = every route but probes needs one."
+    )
+    api_keys_file: Path | None = Field(
+        None, description="File of accepted API keys, one per line (a mounted Secret; re-read when it changes)."
+    )
+    metrics_require_key: bool = Field(False, description="With API keys set, /metrics needs one too.")
     log_level: LogLevel = Field("info", description="Log level of the JSON logs on stdout.")
     graceful_timeout_s: float = Field(
         60.0,
         gt=0,
         le=600,
         description="On SIGTERM, how long admitted requests may take to finish (README, Sizing).",
+    )
+    shutdown_delay_s: float = Field(
+        5.0,
+        ge=0,
+        le=600,
+        description="On SIGTERM, how long /ready says 503 while requests are still served, before the drain.",
     )
     verify_model: bool = Field(
         True, description="Check sha256 of the files used against model.lock.json at load."
@@ -124,18 +138,14 @@ class Settings(BaseSettings):
 
     @property
     def call_workers(self) -> int:
-        """ORT calls run at once: EMBEDDER_WORKERS, or one per usable CPU plus one (a call's
-        Python part and the event loop leave gaps that the extra call fills; README, Threads)."""
-        return self.workers or usable_cpus() + 1
+        """ORT calls run at once: EMBEDDER_WORKERS, or one per usable CPU (affinity and cgroup
+        quota, app.cpus) plus one (a call's Python part and the event loop leave gaps that the
+        extra call fills; README, Threads)."""
+        return self.workers or cpu_budget().cpus + 1
 
     @property
     def onnx_path(self) -> Path:
         return self.model_dir / VARIANT_FILES[self.variant]
-
-
-def usable_cpus() -> int:
-    """CPUs this process may run on (its affinity mask)."""
-    return os.process_cpu_count() or 1
 
 
 def describe_settings_error(exc: Exception) -> str:

@@ -18,6 +18,7 @@ from collections.abc import AsyncIterator
 from fastapi import FastAPI
 
 from app.admission import BodyBudget
+from app.auth import KeyRing, RequireKey
 from app.config import Settings
 from app.errors import install_error_handlers
 from app.logging import configure_logging
@@ -73,6 +74,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         max_bytes=settings.max_queued_bytes,
         max_body=_max_body_size(settings),
         on_reject=metrics.rejected.inc,
+    )
+    app.add_middleware(
+        RequireKey,
+        keys=KeyRing(settings.api_keys.get_secret_value(), settings.api_keys_file),
+        open_metrics=not settings.metrics_require_key,
+        on_reject=metrics.unauthorized.inc,
     )
     app.add_middleware(ObservabilityMiddleware, metrics=metrics)
     return app

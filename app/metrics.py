@@ -97,6 +97,9 @@ class Metrics:
             "Requests refused by admission control (503 + Retry-After).",
             registry=r,
         )
+        self.unauthorized = Counter(
+            "embedder_unauthorized_requests", "Requests refused for a missing or wrong API key (401).", registry=r
+        )
         self.ready = Gauge("embedder_ready", "1 when the model is loaded and warmed up.", registry=r)
         self._rate: float | None = None  # padded tokens per second of ORT, moving average
 

@@ -20,6 +20,7 @@ import numpy as np
 from app.admission import Admission, Ticket
 from app.batching import Batcher, BatcherClosed
 from app.config import Settings
+from app.cpus import cpu_budget
 from app.errors import InputTooLarge, InvalidInput, ModelNotFound, NotReady
 from app.metrics import Metrics
 from app.model import EmbeddingModel, Tokenized
@@ -114,6 +115,12 @@ class EmbeddingService:
             },
         )
 
+    def begin_shutdown(self) -> None:
+        """SIGTERM arrived: /ready says 503 so load balancers stop routing here; serving goes on."""
+        if self.status == "ready":
+            self.status, self.reason = "draining", "shutting down: stop routing here; in-flight work completes"
+            self.metrics.ready.set(0)
+
     async def stop(self) -> None:
         self.status, self.reason = "stopping", "service is shutting down"
         self.metrics.ready.set(0)
@@ -164,10 +171,10 @@ class EmbeddingService:
     async def _calibrate(self) -> tuple[float, float]:
         """Measure the cost model the scheduler and admission use, on this machine and model.
 
-        * Rate: ``workers`` full calls at once (max-length texts up to the call budget), twice;
-          the first also grows ORT's arena to its peak now rather than under load. The median
-          call time gives padded tokens per second of one call when every worker is busy, for
-          drain estimates (x workers).
+        * Rate: ``workers`` full calls at once (max-length texts up to the call budget), which
+          also grows ORT's arena to its peak now rather than under load. The median call time
+          gives padded tokens per second of one call when every worker is busy (a little low:
+          the arena's first growth is in it), for drain estimates (x workers).
         * Call overhead (unless EMBEDDER_CALL_OVERHEAD_TOKENS sets it): one call of one short
           text against one of as many such texts as a call takes; the difference gives the
           cost per token, and the one-text call's time beyond its tokens is the fixed cost of
@@ -181,15 +188,13 @@ class EmbeddingService:
 
         ids = self.model.tokenize(["calibration " * limit]).ids[0]
         full = [ids] * max(1, min(s.max_batch, s.max_batch_tokens // len(ids)))
-        times: list[float] = []
-        for _ in range(2):
-            times = await asyncio.gather(*(timed(full) for _ in range(workers)))
+        times = await asyncio.gather(*(timed(full) for _ in range(workers)))
         rate = len(full) * len(ids) / median(times)
         self.metrics.seed_rate(rate)
         overhead = s.call_overhead_tokens
         if overhead is None:
             short = self.model.tokenize(["calibration " * 30]).ids[0][: min(32, limit)]
-            many = [short] * max(2, min(s.max_batch, s.max_batch_tokens // len(short)))
+            many = [short] * max(2, min(s.max_batch, s.max_batch_tokens // len(short), 16))
             one = median([await timed([short]) for _ in range(3)])
             all_ = median([await timed(many) for _ in range(2)])
             per_token = max(all_ - one, 1e-9) / ((len(many) - 1) * len(short))
@@ -204,7 +209,12 @@ class EmbeddingService:
     def _log_capacity(self, rate: float, overhead: float) -> None:
         s = self.settings
         drain = self._drain_seconds(s.max_queued_tokens)
+        cpus = cpu_budget()
         fields = {
+            "cpus": cpus.cpus,
+            "cpus_from": cpus.source,
+            "cpu_quota": cpus.quota,
+            "affinity_cpus": cpus.affinity,
             "workers": s.call_workers,
             "intra_op_threads": s.intra_op_threads,
             "tokens_per_second_per_call": round(rate),
@@ -233,7 +243,7 @@ class EmbeddingService:
         return self.admission.admit(len(texts), sum(min(limit, len(t) + 2) for t in texts))
 
     def _require_ready(self) -> Batcher:
-        if self.status != "ready" or self.batcher is None:
+        if self.status not in ("ready", "draining") or self.batcher is None:
             raise NotReady(f"Model is not ready yet ({self.reason}); retry shortly, see GET /ready.")
         return self.batcher
 

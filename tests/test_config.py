@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
-from app.config import Settings, describe_settings_error, usable_cpus
+from app.config import Settings, describe_settings_error
+from app.cpus import cpu_budget
 
 
 @pytest.fixture
@@ -21,7 +22,7 @@ def test_defaults(env, model_dir):
     s = Settings()
     assert (s.host, s.port, s.variant, s.max_batch, s.max_inputs) == ("0.0.0.0", 8000, "fp32", 32, 256)
     assert (s.max_text_chars, s.intra_op_threads, s.inter_op_threads, s.log_level) == (8192, 1, 1, "info")
-    assert s.workers == 0 and s.call_workers == usable_cpus() + 1  # one call per CPU, plus one
+    assert s.workers == 0 and s.call_workers == cpu_budget().cpus + 1  # one call per CPU, plus one
     assert s.call_overhead_tokens is None  # measured at start
     assert 0 < s.max_wait_ms <= 10
     assert s.model_dir == model_dir and s.onnx_path == model_dir / "onnx/model.onnx"

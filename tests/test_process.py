@@ -78,7 +78,7 @@ def test_sigterm_finishes_admitted_requests_and_exits_0(model_dir, tmp_path):
     The exit comes when that work is done, not at the drain timeout (no absolute time: on a loaded
     machine the work takes longer, but still far less than the timeout)."""
     graceful = 60.0
-    env = {"EMBEDDER_GRACEFUL_TIMEOUT_S": str(graceful), "EMBEDDER_MAX_BATCH": "4"}
+    env = {"EMBEDDER_GRACEFUL_TIMEOUT_S": str(graceful), "EMBEDDER_MAX_BATCH": "4", "EMBEDDER_SHUTDOWN_DELAY_S": "0"}
     with server_process(model_dir, tmp_path / "server.log", **env) as server:
         server.wait_ready()
         url = f"{server.base_url}/embed"
@@ -111,13 +111,62 @@ def test_sigterm_finishes_admitted_requests_and_exits_0(model_dir, tmp_path):
     assert took < graceful / 2, f"exit took {took:.2f}s after SIGTERM: waited for the drain timeout"
 
 
-def test_stops_accepting_after_sigterm(model_dir, tmp_path):
-    with server_process(model_dir, tmp_path / "server.log") as server:
+def test_stops_accepting_after_sigterm_without_a_delay(model_dir, tmp_path):
+    with server_process(model_dir, tmp_path / "server.log", EMBEDDER_SHUTDOWN_DELAY_S="0") as server:
         server.wait_ready()
         server.terminate()
         assert server.proc.wait(timeout=5) == 0
         with pytest.raises(httpx.TransportError):
             httpx.get(f"{server.base_url}/health", timeout=2)
+
+
+def test_sigterm_flips_ready_and_serves_every_request_of_the_delay(model_dir, tmp_path):
+    """Rollouts: after SIGTERM /ready is 503 at once, while requests on new and kept-alive
+    connections are all answered for the whole delay; then the drain, exit 0, refused."""
+    delay = 3.0
+    with server_process(model_dir, tmp_path / "server.log", EMBEDDER_SHUTDOWN_DELAY_S=str(delay)) as server:
+        server.wait_ready()
+        statuses: list[int] = []
+        stop = threading.Event()
+
+        def client(k: int) -> None:
+            with httpx.Client(base_url=server.base_url, timeout=30) as c:  # keep-alive
+                while not stop.is_set():
+                    r = c.post("/embed", json={"inputs": [f"client {k} during the grace"]})
+                    statuses.append(r.status_code)
+
+        threads = [threading.Thread(target=client, args=(k,)) for k in range(4)]
+        for t in threads:
+            t.start()
+        while len(statuses) < 8:
+            time.sleep(0.01)
+        server.terminate()
+        sent = time.monotonic()
+        ready = httpx.get(f"{server.base_url}/ready", timeout=5)
+        assert ready.status_code == 503 and ready.json()["status"] == "draining"
+        assert httpx.get(f"{server.base_url}/health", timeout=5).status_code == 200
+        before = len(statuses)
+        fresh = httpx.post(f"{server.base_url}/embed", json={"inputs": ["new connection"]}, timeout=30)
+        assert fresh.status_code == 200
+        time.sleep(delay / 2)
+        stop.set()
+        for t in threads:
+            t.join(30)
+        assert len(statuses) > before and set(statuses) == {200}, statuses  # none lost, none refused
+        code = server.proc.wait(timeout=60)
+        took = time.monotonic() - sent
+        assert code == 0 and took >= delay * 0.9, (code, took)
+        with pytest.raises(httpx.TransportError):
+            httpx.get(f"{server.base_url}/health", timeout=2)
+
+
+def test_a_second_signal_skips_the_delay(model_dir, tmp_path):
+    with server_process(model_dir, tmp_path / "server.log", EMBEDDER_SHUTDOWN_DELAY_S="120") as server:
+        server.wait_ready()
+        server.terminate()
+        assert httpx.get(f"{server.base_url}/ready", timeout=5).status_code == 503
+        server.terminate()
+        assert server.proc.wait(timeout=30) == 0
 
 
 @pytest.mark.parametrize(

@@ -59,7 +59,9 @@ def with_user(ctr: dagger.Container) -> dagger.Container:
 
 
 def with_healthcheck(ctr: dagger.Container) -> dagger.Container:
+    # start_period: loading and calibrating (one full call per worker) take a few seconds alone, and
+    # tens of seconds on a machine busy with other containers; a service binding waits for this check.
     return ctr.with_docker_healthcheck(
-        ["python", "-m", "app.healthcheck"], interval="10s", timeout="3s", start_period="20s",
+        ["python", "-m", "app.healthcheck"], interval="10s", timeout="3s", start_period="60s",
         start_interval="1s", retries=3,
     )
