@@ -90,6 +90,15 @@ class Settings(BaseSettings):
         None, description="File of accepted API keys, one per line (a mounted Secret; re-read when it changes)."
     )
     metrics_require_key: bool = Field(False, description="With API keys set, /metrics needs one too.")
+    cache_url: SecretStr = Field(
+        SecretStr(""), description="redis:// or rediss:// URL of a shared embedding cache; unset = no cache."
+    )
+    cache_password: SecretStr = Field(SecretStr(""), description="Redis password, if not in the URL.")
+    cache_ttl_s: int = Field(7 * 24 * 3600, ge=0, description="Seconds a cached vector lives; 0 = until evicted.")
+    cache_timeout_ms: float = Field(50.0, gt=0, le=10_000, description="Most time one cache call may take.")
+    cache_breaker_s: float = Field(
+        10.0, ge=0, le=3600, description="After a cache failure, how long requests skip the cache."
+    )
     log_level: LogLevel = Field("info", description="Log level of the JSON logs on stdout.")
     graceful_timeout_s: float = Field(
         60.0,
@@ -111,6 +120,14 @@ class Settings(BaseSettings):
     @classmethod
     def _lowercase(cls, value: object) -> object:
         return value.strip().lower() if isinstance(value, str) else value
+
+    @field_validator("cache_url")
+    @classmethod
+    def _cache_scheme(cls, value: SecretStr) -> SecretStr:
+        url = value.get_secret_value()
+        if url and not url.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError("must start with redis://, rediss:// (TLS) or unix://")
+        return value
 
     @model_validator(mode="after")
     def _check_queue_caps(self) -> Settings:
@@ -159,6 +176,7 @@ def describe_settings_error(exc: Exception) -> str:
         name = f"EMBEDDER_{loc.upper()}" if loc else "settings"
         msg = str(err.get("msg", "invalid")).removeprefix("Value error, ")
         value = err.get("input")
-        shown = "" if not loc or isinstance(value, dict) else f" (got {value!r})"
+        secret = loc in ("api_keys", "cache_url", "cache_password")  # may hold a password: never echoed
+        shown = "" if not loc or secret or isinstance(value, dict) else f" (got {value!r})"
         lines.append(f"{name}: {msg}{shown}")
     return "invalid settings: " + "; ".join(lines)

@@ -100,6 +100,19 @@ class Metrics:
         self.unauthorized = Counter(
             "embedder_unauthorized_requests", "Requests refused for a missing or wrong API key (401).", registry=r
         )
+        self.cache_hits = Counter("embedder_cache_hits", "Texts found in the embedding cache.", registry=r)
+        self.cache_misses = Counter("embedder_cache_misses", "Texts looked up and not found in the cache.", registry=r)
+        self.cache_skipped = Counter(
+            "embedder_cache_skipped", "Texts not looked up: the cache is degraded (breaker open).", registry=r
+        )
+        self.cache_errors = Counter(
+            "embedder_cache_errors", "Cache calls that failed or timed out.", ["operation"], registry=r
+        )
+        self.cache_seconds = Histogram(
+            "embedder_cache_seconds", "Seconds per cache call (one per request).", ["operation"],
+            buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25), registry=r,
+        )
+        self.cache_up = Gauge("embedder_cache_up", "1 when the cache answers, 0 when degraded.", registry=r)
         self.ready = Gauge("embedder_ready", "1 when the model is loaded and warmed up.", registry=r)
         self._rate: float | None = None  # padded tokens per second of ORT, moving average
 

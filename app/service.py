@@ -11,7 +11,6 @@ import gc
 import logging
 import time
 from collections.abc import Sequence
-from statistics import median
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -19,8 +18,9 @@ import numpy as np
 
 from app.admission import Admission, Ticket
 from app.batching import Batcher, BatcherClosed
+from app.cache import EmbeddingCache, model_key
+from app.capacity import calibrate, check_capacity, log_capacity
 from app.config import Settings
-from app.cpus import cpu_budget
 from app.errors import InputTooLarge, InvalidInput, ModelNotFound, NotReady
 from app.metrics import Metrics
 from app.model import EmbeddingModel, Tokenized
@@ -62,6 +62,24 @@ class EmbeddingService:
             on_reject=metrics.rejected.inc,
         )
         metrics.watch_queue(self)
+        self.cache = self._make_cache()
+
+    def _make_cache(self) -> EmbeddingCache | None:
+        s = self.settings
+        url = s.cache_url.get_secret_value()
+        if not url:
+            return None
+        onnx = str(s.onnx_path.relative_to(s.model_dir))
+        files = self.info.files
+        return EmbeddingCache(
+            url,
+            password=s.cache_password.get_secret_value(),
+            model=model_key(files[onnx]["sha256"], files["tokenizer.json"]["sha256"], self.info.max_seq_length),
+            ttl_s=s.cache_ttl_s,
+            timeout_s=s.cache_timeout_ms / 1000,
+            breaker_s=s.cache_breaker_s,
+            metrics=self.metrics,
+        )
 
     # -- lifecycle --------------------------------------------------------------------------
     @property
@@ -78,7 +96,8 @@ class EmbeddingService:
             await loop.run_in_executor(self._executor, self.model.load)
             self.reason = "warm-up inference running"
             await loop.run_in_executor(self._executor, self.model.warm_up)
-            rate, overhead = await self._calibrate()
+            cost = await calibrate(self.model, self.settings, self._executor)
+            self.metrics.seed_rate(cost.tokens_per_second)
         except Exception as exc:
             self.status, self.reason = "failed", f"model failed to load: {exc}"
             log.exception("model load failed", extra={"model_dir": str(self.settings.model_dir)})
@@ -87,7 +106,7 @@ class EmbeddingService:
             max_texts=self.settings.max_batch,
             max_tokens=self.settings.max_batch_tokens,
             slack_s_per_token=self.settings.slack_ms_per_token / 1000,
-            overhead_tokens=overhead,
+            overhead_tokens=cost.overhead_tokens,
         )
         self.batcher = Batcher(
             self.model.run,
@@ -104,7 +123,7 @@ class EmbeddingService:
         gc.freeze()
         self.status, self.reason = "ready", None
         self.metrics.ready.set(1)
-        self._log_capacity(rate, overhead)
+        log_capacity(self.settings, cost, self._drain_seconds(self.settings.max_queued_tokens))
         log.info(
             "ready",
             extra={
@@ -129,6 +148,8 @@ class EmbeddingService:
         if self._executor is not None:
             await asyncio.to_thread(self._executor.shutdown, wait=True)
             self._executor = None
+        if self.cache is not None:
+            await self.cache.close()
 
     def ready_body(self) -> dict:
         return {
@@ -140,6 +161,7 @@ class EmbeddingService:
             "variant": self.info.variant,
             "dimensions": self.model.dimensions,
             "max_seq_length": self.info.max_seq_length,
+            "cache": "off" if self.cache is None else "degraded" if self.cache.degraded else "ok",
         }
 
     # -- checks -----------------------------------------------------------------------------
@@ -167,70 +189,6 @@ class EmbeddingService:
                     f"allowed per text (setting EMBEDDER_MAX_TEXT_CHARS). Shorten or split it.",
                     param=f"{field}[{i}]",
                 )
-
-    async def _calibrate(self) -> tuple[float, float]:
-        """Measure the cost model the scheduler and admission use, on this machine and model.
-
-        * Rate: ``workers`` full calls at once (max-length texts up to the call budget), which
-          also grows ORT's arena to its peak now rather than under load. The median call time
-          gives padded tokens per second of one call when every worker is busy (a little low:
-          the arena's first growth is in it), for drain estimates (x workers).
-        * Call overhead (unless EMBEDDER_CALL_OVERHEAD_TOKENS sets it): one call of one short
-          text against one of as many such texts as a call takes; the difference gives the
-          cost per token, and the one-text call's time beyond its tokens is the fixed cost of
-          a call, in tokens. Medians of a few runs: start-up is noisy.
-        """
-        s, limit, workers = self.settings, self.info.max_seq_length, self.settings.call_workers
-        loop = asyncio.get_running_loop()
-
-        def timed(batch: list[list[int]]) -> asyncio.Future[float]:
-            return loop.run_in_executor(self._executor, self._time, batch)
-
-        ids = self.model.tokenize(["calibration " * limit]).ids[0]
-        full = [ids] * max(1, min(s.max_batch, s.max_batch_tokens // len(ids)))
-        times = await asyncio.gather(*(timed(full) for _ in range(workers)))
-        rate = len(full) * len(ids) / median(times)
-        self.metrics.seed_rate(rate)
-        overhead = s.call_overhead_tokens
-        if overhead is None:
-            short = self.model.tokenize(["calibration " * 30]).ids[0][: min(32, limit)]
-            many = [short] * max(2, min(s.max_batch, s.max_batch_tokens // len(short), 16))
-            one = median([await timed([short]) for _ in range(3)])
-            all_ = median([await timed(many) for _ in range(2)])
-            per_token = max(all_ - one, 1e-9) / ((len(many) - 1) * len(short))
-            overhead = max(0.0, one / per_token - len(short))
-        return rate, overhead
-
-    def _time(self, ids: list[list[int]]) -> float:
-        started = time.perf_counter()
-        self.model.run(ids)
-        return max(time.perf_counter() - started, 1e-6)
-
-    def _log_capacity(self, rate: float, overhead: float) -> None:
-        s = self.settings
-        drain = self._drain_seconds(s.max_queued_tokens)
-        cpus = cpu_budget()
-        fields = {
-            "cpus": cpus.cpus,
-            "cpus_from": cpus.source,
-            "cpu_quota": cpus.quota,
-            "affinity_cpus": cpus.affinity,
-            "workers": s.call_workers,
-            "intra_op_threads": s.intra_op_threads,
-            "tokens_per_second_per_call": round(rate),
-            "call_overhead_tokens": round(overhead, 1),
-            "max_queued_tokens": s.max_queued_tokens,
-            "drain_estimate_s": round(drain, 1),
-            "graceful_timeout_s": s.graceful_timeout_s,
-        }
-        if drain > s.graceful_timeout_s:
-            log.warning(
-                "admitted work may outlast the drain timeout: raise EMBEDDER_GRACEFUL_TIMEOUT_S or "
-                "lower EMBEDDER_MAX_QUEUED_TOKENS (README, Sizing)",
-                extra=fields,
-            )
-        else:
-            log.info("capacity", extra=fields)
 
     def _drain_seconds(self, tokens: int) -> float:
         """Seconds the workers need for ``tokens`` padded tokens, at the rate measured so far."""
@@ -285,16 +243,37 @@ class EmbeddingService:
         field: str = "inputs",
         single: bool = False,
     ) -> Embedded:
-        """Embed texts (limits enforced, batched with concurrent requests)."""
+        """Embed texts (limits enforced, cached texts looked up, the rest batched with concurrent requests)."""
         self.check_limits(texts, field)
         self._require_ready()
-        with self._admit(texts) as ticket:
-            tok = await self.tokenize(texts, truncate=truncate, field=field, single=single)
-            ticket.resize(tok.total_tokens)
-            vectors = await self._run(tok.ids)
+        dims = self.model.dimensions or 0
+        found = await self.cache.get_many(texts, dims) if self.cache is not None else [None] * len(texts)
+        limit = self.info.max_seq_length
+        for i, hit in enumerate(found):
+            if hit is not None and hit[1] > limit and not truncate:
+                found = [None] * len(texts)  # the tokenizer names the text and the limit (413)
+                break
+        missing = [i for i, hit in enumerate(found) if hit is None]
+        vectors = np.empty((len(texts), dims), dtype=np.float32)
+        tokens = 0
+        for i, hit in enumerate(found):
+            if hit is not None:
+                vectors[i] = hit[0]
+                tokens += min(hit[1], limit)
+        if missing:
+            todo = [texts[i] for i in missing]
+            with self._admit(todo) as ticket:
+                tok = await self.tokenize(todo, truncate=truncate, field=field, single=single)
+                ticket.resize(tok.total_tokens)
+                computed = await self._run(tok.ids)
+            vectors[missing] = computed
+            tokens += tok.total_tokens
+            if self.cache is not None:
+                full = [tok.full_lengths.get(k, n) for k, n in enumerate(tok.lengths)]
+                self.cache.put_many(list(zip(todo, computed, full, strict=True)))
         self.metrics.texts.inc(len(texts))
-        self.metrics.tokens.inc(tok.total_tokens)
-        return Embedded(normalize_rows(vectors) if normalize else vectors, tok.total_tokens)
+        self.metrics.tokens.inc(tokens)
+        return Embedded(normalize_rows(vectors) if normalize else vectors, tokens)
 
     async def similarity(self, source: str, targets: Sequence[str], *, truncate: bool = True) -> list[float]:
         """Cosine similarity of source to each target, in target order."""
@@ -318,18 +297,3 @@ class EmbeddingService:
         scores = vectors[1:] @ vectors[0]
         return [float(x) for x in np.clip(scores, -1.0, 1.0)]
 
-
-def check_capacity(settings: Settings, max_seq_length: int) -> None:
-    """Refuse settings under which one text or one full request could never run."""
-    if settings.max_batch_tokens < max_seq_length:
-        raise ValueError(
-            f"EMBEDDER_MAX_BATCH_TOKENS={settings.max_batch_tokens} is below the model's max_seq_length "
-            f"({max_seq_length}): one long text would not fit a call; raise it to {max_seq_length} or more"
-        )
-    full = settings.max_inputs * max_seq_length
-    if settings.max_queued_tokens < full:
-        raise ValueError(
-            f"EMBEDDER_MAX_QUEUED_TOKENS={settings.max_queued_tokens} is below one full request "
-            f"(EMBEDDER_MAX_INPUTS={settings.max_inputs} x {max_seq_length} tokens = {full}): it could never "
-            f"be admitted; raise it or lower EMBEDDER_MAX_INPUTS"
-        )

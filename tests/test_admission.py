@@ -13,7 +13,7 @@ from app.config import Settings
 from app.errors import Overloaded
 from app.main import create_app
 from app.model import EmbeddingModel
-from app.service import check_capacity
+from app.capacity import check_capacity
 
 
 def test_admit_reserve_resize_release():

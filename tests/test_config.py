@@ -74,3 +74,15 @@ def test_model_dir_without_the_variant(env, tmp_path, model_dir):
         Settings()
     message = describe_settings_error(info.value)
     assert "onnx/model.onnx" in message and "EMBEDDER_VARIANT=fp32" in message
+
+
+def test_secrets_are_never_echoed(env):
+    env.setenv("EMBEDDER_CACHE_URL", "http://user:hunter2@redis:6379")
+    with pytest.raises(Exception) as info:
+        Settings()
+    message = describe_settings_error(info.value)
+    assert "EMBEDDER_CACHE_URL" in message and "rediss://" in message and "hunter2" not in message
+    env.setenv("EMBEDDER_CACHE_URL", "redis://:hunter2@redis:6379")
+    env.setenv("EMBEDDER_API_KEYS", "sk-secret")
+    s = Settings()
+    assert "hunter2" not in repr(s) and "sk-secret" not in repr(s)

@@ -1,0 +1,145 @@
+"""Optional embedding cache shared by replicas, in Redis (README, "Embedding cache").
+
+* Key: ``embedder:<model key>:<sha256 of the text>``. The model key hashes what decides a vector:
+  the served ONNX file's and the tokenizer's sha256 from model.lock.json and max_seq_length (the
+  truncation), so a re-export, another variant or another model never reads stale vectors.
+* Value: the text's token count before truncation (uint32: usage figures, and the 413 that
+  ``truncate: false`` owes a text over the limit) and the float32 vector *before* normalization,
+  little-endian; requests that normalize and requests that do not share entries.
+* One ``MGET`` per request for its lookups; misses go through the batcher; their writes are one
+  pipelined ``SET ... EX`` sent in the background, so they never delay the response.
+* Redis down, slow or refusing: every call is bounded by ``timeout_s`` (no retries), a failure
+  opens a breaker that skips Redis for ``breaker_s``, and the request is served without the
+  cache. Never a 5xx because of the cache; /ready stays 200 and says ``"cache": "degraded"``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import struct
+import time
+from collections.abc import Callable, Sequence
+
+import numpy as np
+from redis.asyncio import Redis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.exceptions import RedisError
+
+from app.metrics import Metrics
+
+log = logging.getLogger(__name__)
+
+_TOKENS = struct.Struct("<I")
+
+
+def model_key(onnx_sha256: str, tokenizer_sha256: str, max_seq_length: int) -> str:
+    ident = f"{onnx_sha256}:{tokenizer_sha256}:{max_seq_length}".encode()
+    return hashlib.sha256(ident).hexdigest()[:32]
+
+
+def encode(vector: np.ndarray, tokens: int) -> bytes:
+    return _TOKENS.pack(tokens) + vector.astype("<f4", copy=False).tobytes()
+
+
+def decode(raw: bytes, dims: int) -> tuple[np.ndarray, int] | None:
+    if len(raw) != _TOKENS.size + 4 * dims:
+        return None  # not ours (or another shape): a miss, never a wrong vector
+    (tokens,) = _TOKENS.unpack_from(raw)
+    return np.frombuffer(raw, dtype="<f4", offset=_TOKENS.size).astype(np.float32), tokens
+
+
+class EmbeddingCache:
+    def __init__(
+        self,
+        url: str,
+        *,
+        password: str | None,
+        model: str,
+        ttl_s: int,
+        timeout_s: float,
+        breaker_s: float,
+        metrics: Metrics,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._redis = Redis.from_url(
+            url,
+            password=password or None,
+            socket_timeout=timeout_s,
+            socket_connect_timeout=timeout_s,
+            retry=Retry(NoBackoff(), 0),  # a slow Redis costs one timeout, not several
+            health_check_interval=0,
+        )
+        self._prefix = f"embedder:{model}:".encode()
+        self.ttl_s, self.timeout_s, self.breaker_s = ttl_s, timeout_s, breaker_s
+        self._metrics, self._clock = metrics, clock
+        self._open_until = 0.0
+        self._writes: set[asyncio.Task] = set()
+        metrics.cache_up.set(1)
+
+    @property
+    def degraded(self) -> bool:
+        return self._clock() < self._open_until
+
+    def key(self, text: str) -> bytes:
+        return self._prefix + hashlib.sha256(text.encode("utf-8", "surrogatepass")).digest()
+
+    async def get_many(self, texts: Sequence[str], dims: int) -> list[tuple[np.ndarray, int] | None]:
+        """Cached (unnormalized vector, tokens) per text, None for a miss; all None when Redis fails."""
+        if self.degraded:
+            self._metrics.cache_skipped.inc(len(texts))
+            return [None] * len(texts)
+        started = time.perf_counter()
+        try:
+            async with asyncio.timeout(self.timeout_s):
+                raws = await self._redis.mget([self.key(t) for t in texts])
+        except (RedisError, OSError, TimeoutError) as exc:
+            self._failed("read", exc)
+            return [None] * len(texts)
+        finally:
+            self._metrics.cache_seconds.labels("read").observe(time.perf_counter() - started)
+        self._metrics.cache_up.set(1)
+        found = [decode(raw, dims) if raw is not None else None for raw in raws]
+        hits = sum(f is not None for f in found)
+        self._metrics.cache_hits.inc(hits)
+        self._metrics.cache_misses.inc(len(found) - hits)
+        return found
+
+    def put_many(self, entries: Sequence[tuple[str, np.ndarray, int]]) -> None:
+        """Store entries in the background (the response does not wait for it)."""
+        if not entries or self.degraded:
+            return
+        task = asyncio.get_running_loop().create_task(self._put(entries))
+        self._writes.add(task)
+        task.add_done_callback(self._writes.discard)
+
+    async def _put(self, entries: Sequence[tuple[str, np.ndarray, int]]) -> None:
+        started = time.perf_counter()
+        try:
+            async with asyncio.timeout(self.timeout_s):
+                async with self._redis.pipeline(transaction=False) as pipe:
+                    for text, vector, tokens in entries:
+                        pipe.set(self.key(text), encode(vector, tokens), ex=self.ttl_s or None)
+                    await pipe.execute()
+        except (RedisError, OSError, TimeoutError) as exc:
+            self._failed("write", exc)
+        finally:
+            self._metrics.cache_seconds.labels("write").observe(time.perf_counter() - started)
+
+    def _failed(self, op: str, exc: BaseException) -> None:
+        self._metrics.cache_errors.labels(op).inc()
+        was_open = self.degraded
+        self._open_until = self._clock() + self.breaker_s
+        self._metrics.cache_up.set(0)
+        if not was_open:  # once per outage, not once per request; never the URL (it may hold a password)
+            log.warning(
+                "cache unavailable: serving without it",
+                extra={"operation": op, "error": type(exc).__name__, "retry_in_s": self.breaker_s},
+            )
+
+    async def close(self) -> None:
+        if self._writes:
+            await asyncio.wait(self._writes, timeout=self.timeout_s * 2)
+        await self._redis.aclose()

@@ -1,0 +1,107 @@
+"""Capacity: settings that could never work are refused, and the cost model is measured at start.
+
+The scheduler (app.scheduler) groups texts by a call's fixed overhead against its padded tokens,
+and admission (app.admission) and the drain estimate need padded tokens per second. Both depend on
+the machine, the model and the thread settings, so they are measured once, before /ready says 200.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from concurrent.futures import Executor
+from dataclasses import dataclass
+from statistics import median
+
+from app.config import Settings
+from app.cpus import cpu_budget
+from app.model import EmbeddingModel
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class CostModel:
+    tokens_per_second: float  # of one call while every worker runs one
+    overhead_tokens: float  # a call's fixed cost, in padded tokens
+
+
+def check_capacity(settings: Settings, max_seq_length: int) -> None:
+    """Refuse settings under which one text or one full request could never run."""
+    if settings.max_batch_tokens < max_seq_length:
+        raise ValueError(
+            f"EMBEDDER_MAX_BATCH_TOKENS={settings.max_batch_tokens} is below the model's max_seq_length "
+            f"({max_seq_length}): one long text would not fit a call; raise it to {max_seq_length} or more"
+        )
+    full = settings.max_inputs * max_seq_length
+    if settings.max_queued_tokens < full:
+        raise ValueError(
+            f"EMBEDDER_MAX_QUEUED_TOKENS={settings.max_queued_tokens} is below one full request "
+            f"(EMBEDDER_MAX_INPUTS={settings.max_inputs} x {max_seq_length} tokens = {full}): it could never "
+            f"be admitted; raise it or lower EMBEDDER_MAX_INPUTS"
+        )
+
+
+async def calibrate(model: EmbeddingModel, settings: Settings, executor: Executor) -> CostModel:
+    """Measure the cost model on this machine and model.
+
+    * Rate: one full call per worker at once (max-length texts up to the call budget), which also
+      grows ORT's arena to its peak now rather than under load. The median call time gives padded
+      tokens per second of one call while every worker is busy (a little low: the arena's first
+      growth is in it), for drain estimates (x workers).
+    * Call overhead (unless EMBEDDER_CALL_OVERHEAD_TOKENS sets it): a call of one short text against
+      one of many such texts; the difference gives the cost per token, and the one-text call's time
+      beyond its tokens is the fixed cost of a call, in tokens. Medians of a few runs: start-up is noisy.
+    """
+    s, limit = settings, model.info.max_seq_length
+    loop = asyncio.get_running_loop()
+
+    def timed(batch: list[list[int]]) -> asyncio.Future[float]:
+        return loop.run_in_executor(executor, _time, model, batch)
+
+    ids = model.tokenize(["calibration " * limit]).ids[0]
+    full = [ids] * max(1, min(s.max_batch, s.max_batch_tokens // len(ids)))
+    times = await asyncio.gather(*(timed(full) for _ in range(s.call_workers)))
+    rate = len(full) * len(ids) / median(times)
+    overhead = s.call_overhead_tokens
+    if overhead is None:
+        short = model.tokenize(["calibration " * 30]).ids[0][: min(32, limit)]
+        many = [short] * max(2, min(s.max_batch, s.max_batch_tokens // len(short), 16))
+        one = median([await timed([short]) for _ in range(3)])
+        all_ = median([await timed(many) for _ in range(2)])
+        per_token = max(all_ - one, 1e-9) / ((len(many) - 1) * len(short))
+        overhead = max(0.0, one / per_token - len(short))
+    return CostModel(rate, overhead)
+
+
+def _time(model: EmbeddingModel, ids: list[list[int]]) -> float:
+    started = time.perf_counter()
+    model.run(ids)
+    return max(time.perf_counter() - started, 1e-6)
+
+
+def log_capacity(settings: Settings, cost: CostModel, drain_s: float) -> None:
+    """One log line with what was chosen and measured; a warning when the drain may outlast the timeout."""
+    s, cpus = settings, cpu_budget()
+    fields = {
+        "cpus": cpus.cpus,
+        "cpus_from": cpus.source,
+        "cpu_quota": cpus.quota,
+        "affinity_cpus": cpus.affinity,
+        "workers": s.call_workers,
+        "intra_op_threads": s.intra_op_threads,
+        "tokens_per_second_per_call": round(cost.tokens_per_second),
+        "call_overhead_tokens": round(cost.overhead_tokens, 1),
+        "max_queued_tokens": s.max_queued_tokens,
+        "drain_estimate_s": round(drain_s, 1),
+        "graceful_timeout_s": s.graceful_timeout_s,
+    }
+    if drain_s > s.graceful_timeout_s:
+        log.warning(
+            "admitted work may outlast the drain timeout: raise EMBEDDER_GRACEFUL_TIMEOUT_S or "
+            "lower EMBEDDER_MAX_QUEUED_TOKENS (README, Sizing)",
+            extra=fields,
+        )
+    else:
+        log.info("capacity", extra=fields)
