@@ -1,10 +1,12 @@
-"""The embedding cache against a real Redis server: EMBEDDER_TEST_REDIS_URL (the pipeline binds redis:7),
-else a ``redis-server`` started here; skipped, saying why, when neither exists."""
+"""The embedding cache against a real Redis server: EMBEDDER_TEST_REDIS_URL and _PASSWORD (the pipeline binds
+redis:7), else a ``redis-server`` started here; skipped, saying why, when neither exists. Stopping and restarting
+Redis needs a redis-server of our own (the pipeline's two-replica check does it with the service)."""
 
 from __future__ import annotations
 
 import asyncio
 import os
+import secrets
 import shutil
 import socket
 import subprocess
@@ -17,7 +19,7 @@ from svc_support import make_settings, running_app
 
 from app.main import create_app
 
-PASSWORD = "cache-test-password"
+PASSWORD = os.environ.get("EMBEDDER_TEST_REDIS_PASSWORD", "cache-test-password")
 
 
 def _free_port() -> int:
@@ -89,13 +91,14 @@ TEXTS = ["The cat sits on the mat.", "Quarterly revenue grew by nine percent.", 
 
 
 async def test_second_request_is_a_hit_with_the_same_vectors(model_dir, redis_url):
-    settings = make_settings(model_dir, cache_url=f"{redis_url}", cache_password=PASSWORD)
+    texts = [f"{t} ({secrets.token_hex(4)})" for t in TEXTS]  # new to a shared Redis
+    settings = make_settings(model_dir, cache_url=redis_url, cache_password=PASSWORD)
     async with running_app(create_app(settings)) as c:
-        first = await c.post("/embed", json={"inputs": TEXTS})
+        first = await c.post("/embed", json={"inputs": texts})
         await asyncio.sleep(0.2)  # the write is in the background
-        raw = await c.post("/embed", json={"inputs": TEXTS, "normalize": False})
-        second = await c.post("/embed", json={"inputs": TEXTS})
-        oai = await c.post("/v1/embeddings", json={"model": "all-MiniLM-L6-v2", "input": TEXTS[0], "encoding_format": "float"})
+        raw = await c.post("/embed", json={"inputs": texts, "normalize": False})
+        second = await c.post("/embed", json={"inputs": texts})
+        oai = await c.post("/v1/embeddings", json={"model": "all-MiniLM-L6-v2", "input": texts[0], "encoding_format": "float"})
         text = (await c.get("/metrics")).text
         ready = (await c.get("/ready")).json()
     np.testing.assert_array_equal(second.json()["embeddings"], first.json()["embeddings"])

@@ -48,6 +48,7 @@ class Embedder:
     )
     variant: Annotated[Variant, Doc("model variant the image serves")] = Variant.FP32
     registry_image: Annotated[str, Doc("registry image for the publish check")] = "registry:2"
+    redis_image: Annotated[str, Doc("Redis image for the cache tests")] = "redis:7"
 
     def tools(self) -> dagger.Container:
         """The base image with uv and its cache: the start of every stage."""
@@ -114,8 +115,8 @@ class Embedder:
     @function
     @dagger.check
     async def unit_tests(self) -> str:
-        """The pytest suite (tests/, minus integration) with the model stage's output mounted."""
-        ctr = testing.runner(self.tools(), self.source, await self.model())
+        """The pytest suite (tests/, minus integration) with the model stage's output mounted and a Redis."""
+        ctr = testing.runner(self.tools(), self.source, await self.model()).with_(testing.with_redis(self.redis_image))
         return await testing.pytest(ctr, "tests", "--ignore=tests/integration", "--ignore=tests/image")
 
     @function(cache="never")

@@ -1,6 +1,8 @@
 """Test containers: the unit suite, integration tests against the image as a service, image checks."""
 
+import hashlib
 import secrets
+from collections.abc import Callable
 
 import dagger
 from dagger import dag
@@ -11,6 +13,9 @@ from .toolchain import PATH, WORKDIR, with_project_files
 
 MODEL_MOUNT = "/model"
 SERVICE_ALIAS = "embedder"
+REDIS_ALIAS = "redis"
+REDIS_PORT = 6379
+REDIS_CONF = "/run/secrets/redis.conf"
 
 
 def runner(tools: dagger.Container, source: dagger.Directory, model: dagger.Directory) -> dagger.Container:
@@ -28,6 +33,36 @@ def runner(tools: dagger.Container, source: dagger.Directory, model: dagger.Dire
 async def pytest(ctr: dagger.Container, *args: str) -> str:
     """pytest's output; a failing run raises dagger.ExecError carrying that output."""
     return await ctr.with_exec(["python", "-m", "pytest", "-p", "no:cacheprovider", "-rs", *args]).stdout()
+
+
+def redis(redis_image: str, name: str) -> tuple[dagger.Service, dagger.Secret]:
+    """A throwaway Redis for tests and its password: generated here, handed over only as Secrets (the server
+    reads it from a mounted config file, never from its arguments). ``name`` keys the secrets (and so the
+    cache of what uses them): the same name gives the same password."""
+    password = hashlib.sha256(f"embedder-test-redis:{name}".encode()).hexdigest()
+    conf = dag.set_secret(f"{name}-redis-conf", f"requirepass {password}\n")
+    service = (
+        dag.container()
+        .from_(redis_image)
+        .with_mounted_secret(REDIS_CONF, conf, mode=0o444)
+        .with_exposed_port(REDIS_PORT)
+        .as_service(args=["redis-server", REDIS_CONF], use_entrypoint=True)
+    )
+    return service, dag.set_secret(f"{name}-redis-password", password)
+
+
+def with_redis(redis_image: str) -> Callable[[dagger.Container], dagger.Container]:
+    """Bind a password-protected Redis for tests/test_cache.py (EMBEDDER_TEST_REDIS_URL and _PASSWORD)."""
+
+    def apply(ctr: dagger.Container) -> dagger.Container:
+        service, password = redis(redis_image, "unit-tests")
+        return (
+            ctr.with_service_binding(REDIS_ALIAS, service)
+            .with_env_variable("EMBEDDER_TEST_REDIS_URL", f"redis://{REDIS_ALIAS}:{REDIS_PORT}/0")
+            .with_secret_variable("EMBEDDER_TEST_REDIS_PASSWORD", password)
+        )
+
+    return apply
 
 
 def with_image(ctr: dagger.Container, image: dagger.Container, size_budget_mb: int) -> dagger.Container:
