@@ -24,6 +24,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections import Counter
 from pathlib import Path
 
 import httpx
@@ -82,7 +83,9 @@ def main(argv: list[str] | None = None) -> int:
     from app.config import Settings
     from app.model import EmbeddingModel
 
-    pools = build_pools(EmbeddingModel(Settings(model_dir=model_dir())), 256, seed=1)
+    tokenizer = EmbeddingModel(Settings(model_dir=model_dir()))
+    tokenizer.load()
+    pools = build_pools(tokenizer, 256, seed=1)
     results: dict = {}
     with tempfile.TemporaryDirectory() as tmp:
         bodies = Path(tmp) / "bodies"
@@ -94,7 +97,7 @@ def main(argv: list[str] | None = None) -> int:
                 for mix in args.mixes.split(","):
                     a, b = parse_mix(mix)
                     st = {"seconds": 0.0, "cpu": 0.0, "wrk_cpu": 0.0, "socket_errors": 0,
-                          **{c: {"ok": 0, "non_200": 0, "statuses": {}, "latencies_ms": []} for c in "sp"}}
+                          **{c: {"ok": 0, "non_200": 0, "statuses": Counter(), "latencies_ms": []} for c in "sp"}}
                     wrk_window(f"{url}/v1/embeddings", pid, bodies, a, b, args, st)
                     lat = sorted(st["s"]["latencies_ms"] + st["p"]["latencies_ms"])
                     results.setdefault(name, {})[mix] = {

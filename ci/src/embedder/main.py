@@ -117,7 +117,9 @@ class Embedder:
     async def unit_tests(self) -> str:
         """The pytest suite (tests/, minus integration) with the model stage's output mounted and a Redis."""
         ctr = testing.runner(self.tools(), self.source, await self.model()).with_(testing.with_redis(self.redis_image))
-        return await testing.pytest(ctr, "tests", "--ignore=tests/integration", "--ignore=tests/image")
+        return await testing.pytest(
+            ctr, "tests", "--ignore=tests/integration", "--ignore=tests/image", "--ignore=tests/fleet"
+        )
 
     @function(cache="never")
     @dagger.check
@@ -138,6 +140,13 @@ class Embedder:
 
     @function(cache="never")
     @dagger.check
+    async def fleet_check(self) -> str:
+        """Two replicas with API keys share a Redis: a hit across replicas, 401 without a key, Redis down and back."""
+        ctr = testing.runner(self.tools(), self.source, await self.model())
+        return await testing.fleet_check(ctr, await self.build(), self.redis_image)
+
+    @function(cache="never")
+    @dagger.check
     async def publish_check(self) -> str:
         """Publish to a registry:2 with htpasswd auth: wrong password fails and pushes nothing; right one matches."""
         return await testing.publish_check(self.tools(), await self.build(), self.registry_image)
@@ -146,12 +155,13 @@ class Embedder:
     async def test(
         self, size_budget_mb: Annotated[int, Doc("largest acceptable image size, MB uncompressed")] = 450
     ) -> str:
-        """Everything: unit suite, image checks, publish check, integration tests. Fails if any part fails."""
+        """Everything: unit suite, image checks, publish check, integration tests, fleet check. Fails if any fails."""
         parts = {
             "unit": self.unit_tests(),
             "image": self.image_checks(size_budget_mb),
             "publish": self.publish_check(),
             "integration": self.integration_tests(),
+            "fleet": self.fleet_check(),
         }
         results = await asyncio.gather(*parts.values(), return_exceptions=True)
         report, failed = [], []

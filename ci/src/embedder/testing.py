@@ -1,5 +1,6 @@
 """Test containers: the unit suite, integration tests against the image as a service, image checks."""
 
+import asyncio
 import hashlib
 import secrets
 from collections.abc import Callable
@@ -63,6 +64,48 @@ def with_redis(redis_image: str) -> Callable[[dagger.Container], dagger.Containe
         )
 
     return apply
+
+
+async def fleet_check(ctr: dagger.Container, image: dagger.Container, redis_image: str) -> str:
+    """Two replicas of the image, with API keys, share a password-protected Redis: tests/fleet/ runs once per
+    phase: both up (a hit across replicas, 401 without a key), Redis stopped (every request 200, /ready
+    degraded), Redis restarted (written and hit again)."""
+    nonce = secrets.token_hex(4)
+    store, password = redis(redis_image, f"fleet-{nonce}")
+    key = dag.set_secret(f"fleet-api-key-{nonce}", secrets.token_urlsafe(24))
+    store = await store.start()
+
+    def replica(name: str) -> dagger.Service:
+        return (
+            image.with_service_binding(REDIS_ALIAS, store)
+            .with_env_variable("EMBEDDER_CACHE_URL", f"redis://{REDIS_ALIAS}:{REDIS_PORT}/0")
+            .with_secret_variable("EMBEDDER_CACHE_PASSWORD", password)
+            .with_secret_variable("EMBEDDER_API_KEYS", key)
+            .with_env_variable("EMBEDDER_CACHE_BREAKER_S", "2")
+            .with_env_variable("FLEET_REPLICA", f"{name}-{nonce}")  # two distinct services
+            .as_service(use_entrypoint=True)
+        )
+
+    a, b = await replica("a").start(), await replica("b").start()
+    runner = (
+        ctr.with_service_binding("replica-a", a)
+        .with_service_binding("replica-b", b)
+        .with_env_variable("FLEET_A", f"http://replica-a:{PORT}")
+        .with_env_variable("FLEET_B", f"http://replica-b:{PORT}")
+        .with_secret_variable("FLEET_KEY", key)
+    )
+    report = []
+    try:
+        for phase in ("up", "redis-down", "redis-back"):
+            if phase == "redis-down":
+                await store.stop()
+            elif phase == "redis-back":
+                await store.start()
+            out = await pytest(runner.with_env_variable("FLEET_PHASE", phase), "tests/fleet")
+            report.append(f"-- phase {phase}: {out.strip().splitlines()[-1]}")
+    finally:
+        await asyncio.gather(a.stop(), b.stop(), store.stop(), return_exceptions=True)
+    return "\n".join(report)
 
 
 def with_image(ctr: dagger.Container, image: dagger.Container, size_budget_mb: int) -> dagger.Container:

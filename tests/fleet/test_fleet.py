@@ -1,0 +1,91 @@
+"""Two replicas of the built image sharing one Redis, with API keys: `dagger call fleet-check` runs this file
+once per phase (FLEET_PHASE), stopping and restarting Redis between phases. Environment: FLEET_A and FLEET_B
+(the replicas' base URLs), FLEET_KEY (an API key both accept). Without them every test is skipped."""
+
+from __future__ import annotations
+
+import os
+import time
+
+import httpx
+import numpy as np
+import pytest
+
+PHASE = os.environ.get("FLEET_PHASE", "")
+A, B, KEY = os.environ.get("FLEET_A"), os.environ.get("FLEET_B"), os.environ.get("FLEET_KEY", "")
+pytestmark = pytest.mark.skipif(not (A and B and KEY), reason="needs FLEET_A, FLEET_B, FLEET_KEY (dagger call fleet-check)")
+
+AUTH = {"Authorization": f"Bearer {KEY}"}
+TEXTS = ["A replica embeds this once.", "The other replica finds it in the cache."]
+
+
+def client(url: str) -> httpx.Client:
+    return httpx.Client(base_url=url, headers=AUTH, timeout=60)
+
+
+def metric(c: httpx.Client, name: str) -> float:
+    text = c.get("/metrics").text
+    return sum(float(x.rsplit(" ", 1)[1]) for x in text.splitlines() if x.startswith(name + " "))
+
+
+def embed(c: httpx.Client, texts: list[str]) -> np.ndarray:
+    r = c.post("/embed", json={"inputs": texts})
+    assert r.status_code == 200, r.text
+    return np.asarray(r.json()["embeddings"])
+
+
+def eventually_hit(c: httpx.Client, texts: list[str], before: float) -> np.ndarray:
+    """The writer's SET is in the background: retry briefly until the other replica hits."""
+    deadline = time.monotonic() + 10
+    while True:
+        vectors = embed(c, texts)
+        if metric(c, "embedder_cache_hits_total") >= before + len(texts):
+            return vectors
+        assert time.monotonic() < deadline, "the other replica never hit the cache"
+        time.sleep(0.2)
+
+
+@pytest.mark.skipif(PHASE != "up", reason="phase 'up' only")
+def test_a_text_embedded_on_a_is_a_hit_on_b_with_the_same_vector():
+    with client(A) as a, client(B) as b:
+        assert a.get("/ready").json()["cache"] == b.get("/ready").json()["cache"] == "ok"
+        first = embed(a, TEXTS)
+        hits = metric(b, "embedder_cache_hits_total")
+        second = eventually_hit(b, TEXTS, hits)
+    np.testing.assert_array_equal(first, second)
+
+
+@pytest.mark.skipif(PHASE != "up", reason="phase 'up' only")
+def test_without_a_key_401_with_it_200_and_probes_open():
+    for url in (A, B):
+        with httpx.Client(base_url=url, timeout=60) as c:
+            assert c.post("/v1/embeddings", json={"model": "all-MiniLM-L6-v2", "input": "x"}).status_code == 401
+            assert c.post("/embed", json={"inputs": ["x"]}, headers={"Authorization": "Bearer wrong"}).status_code == 401
+            assert c.get("/ready").status_code == 200 and c.get("/health").status_code == 200
+
+
+@pytest.mark.skipif(PHASE != "redis-down", reason="phase 'redis-down' only")
+def test_redis_down_every_request_200_and_ready_degraded():
+    with client(A) as a, client(B) as b:
+        statuses = [c.post("/embed", json={"inputs": [f"while Redis is down {i}", TEXTS[0]]}).status_code
+                    for i in range(10) for c in (a, b)]
+        ready = [c.get("/ready") for c in (a, b)]
+        errors = [metric(c, 'embedder_cache_errors_total{operation="read"}') for c in (a, b)]
+    assert statuses == [200] * 20
+    assert all(r.status_code == 200 and r.json()["cache"] == "degraded" for r in ready), [r.text for r in ready]
+    assert all(e >= 1 for e in errors)
+
+
+@pytest.mark.skipif(PHASE != "redis-back", reason="phase 'redis-back' only")
+def test_after_redis_restarts_entries_are_written_and_hit_again():
+    texts = ["Written after Redis came back."]
+    with client(A) as a, client(B) as b:
+        deadline = time.monotonic() + 30  # the breaker lets a call through again after EMBEDDER_CACHE_BREAKER_S
+        while a.get("/ready").json()["cache"] != "ok" or b.get("/ready").json()["cache"] != "ok":
+            embed(a, ["probe the cache"])
+            embed(b, ["probe the cache"])
+            assert time.monotonic() < deadline, "the cache never recovered"
+            time.sleep(0.5)
+        first = embed(a, texts)
+        second = eventually_hit(b, texts, metric(b, "embedder_cache_hits_total"))
+    np.testing.assert_array_equal(first, second)
