@@ -1,6 +1,7 @@
-"""Two replicas of the built image sharing one Redis, with API keys: `dagger call fleet-check` runs this file
-once per phase (FLEET_PHASE), stopping and restarting Redis between phases. Environment: FLEET_A and FLEET_B
-(the replicas' base URLs), FLEET_KEY (an API key both accept). Without them every test is skipped."""
+"""Two replicas of the built image sharing one Redis, with API keys (`dagger call fleet-check`). The tests run
+in file order: both up; Redis made unreachable (tests/fleet/gate.py: FLEET_GATE is its control URL); Redis
+reachable again. Environment: FLEET_A and FLEET_B (the replicas' base URLs), FLEET_KEY (an API key both
+accept), FLEET_GATE. Without them every test is skipped."""
 
 from __future__ import annotations
 
@@ -11,9 +12,10 @@ import httpx
 import numpy as np
 import pytest
 
-PHASE = os.environ.get("FLEET_PHASE", "")
-A, B, KEY = os.environ.get("FLEET_A"), os.environ.get("FLEET_B"), os.environ.get("FLEET_KEY", "")
-pytestmark = pytest.mark.skipif(not (A and B and KEY), reason="needs FLEET_A, FLEET_B, FLEET_KEY (dagger call fleet-check)")
+A, B, KEY, GATE = (os.environ.get(k, "") for k in ("FLEET_A", "FLEET_B", "FLEET_KEY", "FLEET_GATE"))
+pytestmark = pytest.mark.skipif(
+    not (A and B and KEY and GATE), reason="needs FLEET_A, FLEET_B, FLEET_KEY, FLEET_GATE (dagger call fleet-check)"
+)
 
 AUTH = {"Authorization": f"Bearer {KEY}"}
 TEXTS = ["A replica embeds this once.", "The other replica finds it in the cache."]
@@ -45,7 +47,6 @@ def eventually_hit(c: httpx.Client, texts: list[str], before: float) -> np.ndarr
         time.sleep(0.2)
 
 
-@pytest.mark.skipif(PHASE != "up", reason="phase 'up' only")
 def test_a_text_embedded_on_a_is_a_hit_on_b_with_the_same_vector():
     with client(A) as a, client(B) as b:
         assert a.get("/ready").json()["cache"] == b.get("/ready").json()["cache"] == "ok"
@@ -55,7 +56,6 @@ def test_a_text_embedded_on_a_is_a_hit_on_b_with_the_same_vector():
     np.testing.assert_array_equal(first, second)
 
 
-@pytest.mark.skipif(PHASE != "up", reason="phase 'up' only")
 def test_without_a_key_401_with_it_200_and_probes_open():
     for url in (A, B):
         with httpx.Client(base_url=url, timeout=60) as c:
@@ -64,8 +64,8 @@ def test_without_a_key_401_with_it_200_and_probes_open():
             assert c.get("/ready").status_code == 200 and c.get("/health").status_code == 200
 
 
-@pytest.mark.skipif(PHASE != "redis-down", reason="phase 'redis-down' only")
 def test_redis_down_every_request_200_and_ready_degraded():
+    assert httpx.post(f"{GATE}/down", timeout=10).text == "down"
     with client(A) as a, client(B) as b:
         statuses = [c.post("/embed", json={"inputs": [f"while Redis is down {i}", TEXTS[0]]}).status_code
                     for i in range(10) for c in (a, b)]
@@ -76,9 +76,9 @@ def test_redis_down_every_request_200_and_ready_degraded():
     assert all(e >= 1 for e in errors)
 
 
-@pytest.mark.skipif(PHASE != "redis-back", reason="phase 'redis-back' only")
 def test_after_redis_restarts_entries_are_written_and_hit_again():
     texts = ["Written after Redis came back."]
+    assert httpx.post(f"{GATE}/up", timeout=10).text == "up"
     with client(A) as a, client(B) as b:
         deadline = time.monotonic() + 30  # the breaker lets a call through again after EMBEDDER_CACHE_BREAKER_S
         while a.get("/ready").json()["cache"] != "ok" or b.get("/ready").json()["cache"] != "ok":
