@@ -10,7 +10,9 @@ pool) per request, ``POST /v1/embeddings`` from wrk (bench/mixed.lua), at 1 and 
 * **hits**: a pool of --pool texts, all written to the cache before the window, so every request hits;
 * **misses**: texts never seen before (--fresh per window, cut from a different word offset each round,
   more than a window can use), so every request misses and writes;
-* **no cache**: the same fresh texts on the service without a cache.
+* **no cache**: the same fresh texts on the service without a cache;
+* **redis down**: after the rounds, redis-server is stopped and the cached service gets fresh texts again
+  (connections refused: the first request pays a failed call, then the breaker skips Redis).
 
 Reported per case: requests/s, p50 and p99 (ms) per connection count, server CPU cores, and Redis's own
 hit/miss counters as a cross-check.
@@ -119,10 +121,20 @@ def main(argv: list[str] | None = None) -> int:
                             print(f"round {rnd + 1}/{args.rounds}: {case}, {conns} connection(s)", file=sys.stderr)
                             wrk_window(f"{target}/v1/embeddings", pid, bodies, 0, 1, args, st[(case, conns)])
                 info = client.info("stats")
+                rds.terminate()
+                rds.wait(10)
+                for conns in (1, 32):
+                    args.connections = conns
+                    print(f"redis down, {conns} connection(s)", file=sys.stderr)
+                    st[("redis down", conns)] = new_stats()
+                    down = bodies_file(folder, f"d{conns}", texts(args.fresh, seed=5000 + conns))
+                    wrk_window(f"{cached_url}/v1/embeddings", cached_pid, down, 0, 1, args, st[("redis down", conns)])
                 metrics = httpx.get(f"{cached_url}/metrics").text
+                ready = httpx.get(f"{cached_url}/ready").json()["cache"]
         finally:
-            rds.terminate()
-            rds.wait(10)
+            if rds.poll() is None:
+                rds.terminate()
+                rds.wait(10)
     for (case, conns), s in st.items():
         lat = s["s"]["latencies_ms"]
         results.setdefault(case, {})[conns] = {
@@ -139,7 +151,9 @@ def main(argv: list[str] | None = None) -> int:
     lines.append(f"\n32 connections, hits / no cache: {hit_ratio:.1f}x; 1 connection p50, hits / no cache: "
                  f"{results['hits'][1]['p50_ms'] / results['no cache'][1]['p50_ms']:.2f}x. Redis: "
                  f"keyspace_hits {info['keyspace_hits']}, keyspace_misses {info['keyspace_misses']}.")
-    lines += [x for x in metrics.splitlines() if x.startswith(("embedder_cache_hits_total", "embedder_cache_misses_total"))]
+    lines += [x for x in metrics.splitlines() if x.startswith(("embedder_cache_hits_total", "embedder_cache_misses_total",
+                                                                "embedder_cache_errors_total", "embedder_cache_skipped_total"))]
+    lines.append(f"/ready cache while Redis was down: {ready}")
     print("\n".join(lines))
     if args.json:
         args.json.write_text(json.dumps(results, indent=2))
