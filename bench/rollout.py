@@ -22,7 +22,6 @@ import tempfile
 import threading
 import time
 from collections import Counter
-from pathlib import Path
 
 import httpx
 
