@@ -135,15 +135,16 @@ class Batcher:
             if not call:
                 self._slots.release()
                 continue
-            task = asyncio.get_running_loop().create_task(self._call(call))
-            self._calls[task] = padded_tokens(call)
+            padded = padded_tokens(call)
+            task = asyncio.get_running_loop().create_task(self._call(call, padded))
+            self._calls[task] = padded
             task.add_done_callback(self._done)
 
     def _done(self, task: asyncio.Task) -> None:
         self._calls.pop(task, None)
         self._slots.release()
 
-    async def _call(self, call: list[Item]) -> None:
+    async def _call(self, call: list[Item], padded: int) -> None:
         """Run one call on a worker thread and scatter its rows; failures stay with its requests."""
         requests = {it.request for it in call}
         batch = [it.request.owner.ids[it.index] for it in call]
@@ -161,7 +162,7 @@ class Batcher:
         elapsed = self._clock() - started
         self._last_requests = len(requests)
         if self._observe is not None:
-            self._observe(len(batch), len(requests), padded_tokens(call), elapsed, oldest)
+            self._observe(len(batch), len(requests), padded, elapsed, oldest)
         self._scatter(call, out)
 
     async def _gather(self) -> None:

@@ -6,6 +6,7 @@ before binding the port.
 
 from __future__ import annotations
 
+from functools import cached_property
 from pathlib import Path
 from typing import Literal
 
@@ -153,11 +154,11 @@ class Settings(BaseSettings):
             )
         return self
 
-    @property
+    @cached_property
     def call_workers(self) -> int:
         """ORT calls run at once: EMBEDDER_WORKERS, or one per usable CPU (affinity and cgroup
         quota, app.cpus) plus one (a call's Python part and the event loop leave gaps that the
-        extra call fills; README, Threads)."""
+        extra call fills; README, Threads). Read once: the cgroup files are not re-read per use."""
         return self.workers or cpu_budget().cpus + 1
 
     @property

@@ -24,27 +24,19 @@ import argparse
 import json
 import random
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
 import time
-from collections import Counter
 from pathlib import Path
 
 import httpx
 import redis
 
-from bench.mixed import CLASSES, WORDS, openai_body, wrk_window
-from bench.service import model_dir, service
+from bench.mixed import WORDS, openai_body, wrk_stats, wrk_window
+from bench.service import free_port, model_dir, service
 
 PASSWORD = "bench-cache"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def texts(n: int, seed: int) -> list[str]:
@@ -61,11 +53,6 @@ def bodies_file(folder: Path, name: str, pool: list[str]) -> Path:
     path = folder / name
     path.write_text("".join(f"s {json.dumps(openai_body(t))}\n" for t in pool))
     return path
-
-
-def new_stats() -> dict:
-    return {"seconds": 0.0, "cpu": 0.0, "wrk_cpu": 0.0, "socket_errors": 0,
-            **{c: {"ok": 0, "non_200": 0, "statuses": Counter(), "latencies_ms": []} for c in CLASSES}}
 
 
 def pct(xs: list[float], q: float) -> float:
@@ -108,7 +95,7 @@ def main(argv: list[str] | None = None) -> int:
                         c.post("/embed", json={"inputs": hit_pool[i : i + 64]}).raise_for_status()
                 time.sleep(1)
                 hits = bodies_file(folder, "hits", hit_pool)
-                st = {(case, conns): new_stats() for case in ("hits", "misses", "no cache") for conns in (1, 32)}
+                st = {(case, conns): wrk_stats() for case in ("hits", "misses", "no cache") for conns in (1, 32)}
                 for rnd in range(args.rounds):
                     for conns in (1, 32):
                         args.connections = conns
@@ -126,7 +113,7 @@ def main(argv: list[str] | None = None) -> int:
                 for conns in (1, 32):
                     args.connections = conns
                     print(f"redis down, {conns} connection(s)", file=sys.stderr)
-                    st[("redis down", conns)] = new_stats()
+                    st[("redis down", conns)] = wrk_stats()
                     down = bodies_file(folder, f"d{conns}", texts(args.fresh, seed=5000 + conns))
                     wrk_window(f"{cached_url}/v1/embeddings", cached_pid, down, 0, 1, args, st[("redis down", conns)])
                 metrics = httpx.get(f"{cached_url}/metrics").text

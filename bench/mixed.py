@@ -128,6 +128,12 @@ def drain(pid: int, timeout: float = 300.0) -> float:
     return time.monotonic() - t0
 
 
+def wrk_stats() -> dict:
+    """Empty totals that wrk_window adds to."""
+    return {"seconds": 0.0, "cpu": 0.0, "wrk_cpu": 0.0, "socket_errors": 0,
+            **{c: {"ok": 0, "non_200": 0, "statuses": Counter(), "latencies_ms": []} for c in CLASSES}}
+
+
 def wrk_window(url: str, pid: int, bodies: Path, a: int, b: int, args, st: dict) -> None:
     """One wrk run; counts what completes in [start + warmup, + duration] (see bench/mixed.lua)."""
     start = time.monotonic() + args.warmup
@@ -294,8 +300,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.compare:
         labels.append(args.compare)
     ideal = {m: {"texts": 0, "seconds": 0.0, "cpu": 0.0} for m in mixes}
-    stats = {k: {m: {"seconds": 0.0, "cpu": 0.0, "wrk_cpu": 0.0, "socket_errors": 0, **{c: {"ok": 0, "non_200": 0,
-                 "statuses": Counter(), "latencies_ms": []} for c in CLASSES}} for m in mixes} for k in labels}
+    stats = {k: {m: wrk_stats() for m in mixes} for k in labels}
     results, rss = {k: {} for k in labels}, None
     with tempfile.TemporaryDirectory() as tmp, contextlib.ExitStack() as stack:  # worktree gone before tmp
         bodies = Path(tmp) / "bodies.txt"

@@ -24,12 +24,11 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections import Counter
 from pathlib import Path
 
 import httpx
 
-from bench.mixed import build_pools, openai_body, parse_mix, wrk_window
+from bench.mixed import build_pools, openai_body, parse_mix, wrk_stats, wrk_window
 from bench.service import model_dir
 
 
@@ -96,8 +95,7 @@ def main(argv: list[str] | None = None) -> int:
             try:
                 for mix in args.mixes.split(","):
                     a, b = parse_mix(mix)
-                    st = {"seconds": 0.0, "cpu": 0.0, "wrk_cpu": 0.0, "socket_errors": 0,
-                          **{c: {"ok": 0, "non_200": 0, "statuses": Counter(), "latencies_ms": []} for c in "sp"}}
+                    st = wrk_stats()
                     wrk_window(f"{url}/v1/embeddings", pid, bodies, a, b, args, st)
                     lat = sorted(st["s"]["latencies_ms"] + st["p"]["latencies_ms"])
                     results.setdefault(name, {})[mix] = {

@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import os
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -25,7 +24,7 @@ from collections import Counter
 
 import httpx
 
-from bench.service import ROOT, model_dir
+from bench.service import ROOT, free_port, model_dir
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -34,9 +33,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--delay", type=float, default=5.0, help="EMBEDDER_SHUTDOWN_DELAY_S")
     p.add_argument("--load", type=float, default=3.0, help="seconds of load before SIGTERM")
     args = p.parse_args(argv)
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
+    port = free_port()
     url = f"http://127.0.0.1:{port}"
     env = {"EMBEDDER_MODEL_DIR": str(model_dir()), "EMBEDDER_PORT": str(port), "EMBEDDER_HOST": "127.0.0.1",
            "EMBEDDER_SHUTDOWN_DELAY_S": str(args.delay), "EMBEDDER_LOG_LEVEL": "warning"}

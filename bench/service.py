@@ -104,14 +104,18 @@ def torch_embedder(batch: int) -> Callable[[Sequence[str]], np.ndarray]:
     return lambda texts: st.encode(list(texts), batch_size=batch, normalize_embeddings=True)
 
 
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
 @contextlib.contextmanager
 def service(path: Path, variant: str, timeout: float = 120.0, cwd: Path = ROOT,
             env: dict[str, str] | None = None) -> Iterator[tuple[str, int]]:
     """A real ``python -m app`` (the app/ of ``cwd``, extra ``env`` on top) on a free loopback port;
     yields (base URL, pid) once /ready is 200."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     env = {**os.environ, "EMBEDDER_MODEL_DIR": str(path), "EMBEDDER_VARIANT": variant,
            "EMBEDDER_HOST": "127.0.0.1", "EMBEDDER_PORT": str(port), "EMBEDDER_LOG_LEVEL": "warning",
            **(env or {})}
