@@ -95,6 +95,9 @@ class Settings(BaseSettings):
         SecretStr(""), description="redis:// or rediss:// URL of a shared embedding cache; unset = no cache."
     )
     cache_password: SecretStr = Field(SecretStr(""), description="Redis password, if not in the URL.")
+    cache_password_file: Path | None = Field(
+        None, description="File holding the Redis password (a mounted Secret), instead of EMBEDDER_CACHE_PASSWORD."
+    )
     cache_ttl_s: int = Field(7 * 24 * 3600, ge=0, description="Seconds a cached vector lives; 0 = until evicted.")
     cache_timeout_ms: float = Field(50.0, gt=0, le=10_000, description="Most time one cache call may take.")
     cache_breaker_s: float = Field(
@@ -138,6 +141,28 @@ class Settings(BaseSettings):
                 "a full request could never be admitted; raise EMBEDDER_MAX_QUEUED_TEXTS"
             )
         return self
+
+    @model_validator(mode="after")
+    def _check_cache_password_file(self) -> Settings:
+        path = self.cache_password_file
+        if path is None:
+            return self
+        if self.cache_password.get_secret_value():
+            raise ValueError("set EMBEDDER_CACHE_PASSWORD or EMBEDDER_CACHE_PASSWORD_FILE, not both")
+        try:
+            text = path.read_text(encoding="utf-8")
+        except OSError as e:
+            raise ValueError(f"cache_password_file {str(path)!r} cannot be read ({e.strerror}); mount the Secret there") from None
+        if not text.strip():
+            raise ValueError(f"cache_password_file {str(path)!r} is empty; put the Redis password in it")
+        return self
+
+    @property
+    def redis_password(self) -> str:
+        """The Redis password: EMBEDDER_CACHE_PASSWORD, or the first line of EMBEDDER_CACHE_PASSWORD_FILE."""
+        if self.cache_password_file is not None:
+            return self.cache_password_file.read_text(encoding="utf-8").strip()
+        return self.cache_password.get_secret_value()
 
     @model_validator(mode="after")
     def _check_model_dir(self) -> Settings:

@@ -73,7 +73,7 @@ class EmbeddingService:
         files = self.info.files
         return EmbeddingCache(
             url,
-            password=s.cache_password.get_secret_value(),
+            password=s.redis_password,
             model=model_key(files[onnx]["sha256"], files["tokenizer.json"]["sha256"], self.info.max_seq_length),
             ttl_s=s.cache_ttl_s,
             timeout_s=s.cache_timeout_ms / 1000,

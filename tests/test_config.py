@@ -86,3 +86,27 @@ def test_secrets_are_never_echoed(env):
     env.setenv("EMBEDDER_API_KEYS", "sk-secret")
     s = Settings()
     assert "hunter2" not in repr(s) and "sk-secret" not in repr(s)
+
+
+def test_cache_password_file(env, tmp_path):
+    secret = tmp_path / "redis-password"
+    secret.write_text("s3cret-from-file\n")
+    env.setenv("EMBEDDER_CACHE_PASSWORD_FILE", str(secret))
+    assert Settings().redis_password == "s3cret-from-file"  # the mounted Secret's trailing newline is not part of it
+
+
+@pytest.mark.parametrize(
+    ("content", "also_env", "needle"),
+    [(None, False, "cannot be read"), ("\n", False, "is empty"), ("pw", True, "not both")],
+)
+def test_cache_password_file_errors_name_the_fix(env, tmp_path, content, also_env, needle):
+    secret = tmp_path / "redis-password"
+    if content is not None:
+        secret.write_text(content)
+    env.setenv("EMBEDDER_CACHE_PASSWORD_FILE", str(secret))
+    if also_env:
+        env.setenv("EMBEDDER_CACHE_PASSWORD", "pw2")
+    with pytest.raises(ValidationError) as info:
+        Settings()
+    message = describe_settings_error(info.value)
+    assert needle in message and "pw2" not in message, message
