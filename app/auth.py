@@ -26,6 +26,8 @@ log = logging.getLogger(__name__)
 
 #: Open without a key: probes, and the API's own description.
 OPEN_PATHS = frozenset({"/health", "/ready", "/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json"})
+#: Open without a key, every path under these: the docs pages' own scripts, styles and icon (app.main).
+OPEN_PREFIXES = ("/static-offline-docs/",)
 #: How often the keys file is checked for changes.
 RECHECK_S = 5.0
 
@@ -116,7 +118,7 @@ class RequireKey:
         self._on_reject = on_reject
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or not self.keys.enabled or scope["path"] in self.open_paths:
+        if scope["type"] != "http" or not self.keys.enabled or self._is_open(scope["path"]):
             await self.app(scope, receive, send)
             return
         token = bearer_token(scope)
@@ -133,3 +135,6 @@ class RequireKey:
             Request(scope), 401, message, code="invalid_api_key", headers={"WWW-Authenticate": "Bearer"}
         )
         await response(scope, receive, send)
+
+    def _is_open(self, path: str) -> bool:
+        return path in self.open_paths or path.startswith(OPEN_PREFIXES)

@@ -16,6 +16,7 @@ import logging
 from collections.abc import AsyncIterator
 
 from fastapi import FastAPI
+from fastapi_offline import FastAPIOffline
 
 from app.admission import BodyBudget
 from app.auth import KeyRing, RequireKey
@@ -53,7 +54,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 await service.stop()
                 log.info("stopped")
 
-    app = FastAPI(
+    # Swagger UI and ReDoc from the package's pinned bundles under /static-offline-docs, not from a CDN:
+    # /docs and /redoc work on an air-gapped cluster.
+    app = FastAPIOffline(
         title="embedder",
         summary="Sentence embeddings over HTTP, OpenAI-compatible, and MCP.",
         version="0.1.0",
