@@ -152,7 +152,9 @@ class Settings(BaseSettings):
         try:
             text = path.read_text(encoding="utf-8")
         except OSError as e:
-            raise ValueError(f"cache_password_file {str(path)!r} cannot be read ({e.strerror}); mount the Secret there") from None
+            raise ValueError(
+                f"cache_password_file {str(path)!r} cannot be read ({e.strerror}); mount the Secret there"
+            ) from None
         if not text.strip():
             raise ValueError(f"cache_password_file {str(path)!r} is empty; put the Redis password in it")
         return self

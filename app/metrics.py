@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 
 from prometheus_client import (
@@ -15,6 +16,8 @@ from prometheus_client import (
     platform_collector,
     process_collector,
 )
+
+from app import memory
 
 LATENCY_BUCKETS = (
     0.001,
@@ -114,6 +117,10 @@ class Metrics:
         )
         self.cache_up = Gauge("embedder_cache_up", "1 when the cache answers, 0 when degraded.", registry=r)
         self.ready = Gauge("embedder_ready", "1 when the model is loaded and warmed up.", registry=r)
+        for what in ("usage", "peak", "limit"):  # the container's, as the OOM killer counts (app.memory)
+            Gauge(
+                f"embedder_memory_{what}_bytes", f"Container memory {what} (cgroup), NaN when not known.", registry=r
+            ).set_function(functools.partial(memory.read, what))
         self._rate: float | None = None  # padded tokens per second of ORT, moving average
 
     def watch_queue(self, service: object) -> None:
