@@ -11,7 +11,7 @@ from dagger import DefaultPath, Doc, Ignore, dag, field, function, object_type
 
 from . import model as model_stage
 from . import publish as publishing
-from . import runtime, testing
+from . import browser, deploy, runtime, testing
 from .ignore import SOURCE_IGNORE
 from .toolchain import PATH, with_uv
 
@@ -117,9 +117,7 @@ class Embedder:
     async def unit_tests(self) -> str:
         """The pytest suite (tests/, minus integration) with the model stage's output mounted and a Redis."""
         ctr = testing.runner(self.tools(), self.source, await self.model()).with_(testing.with_redis(self.redis_image))
-        return await testing.pytest(
-            ctr, "tests", "--ignore=tests/integration", "--ignore=tests/image", "--ignore=tests/fleet"
-        )
+        return await testing.pytest(ctr, "tests", *(f"--ignore=tests/{d}" for d in testing.CHECK_SUITES))
 
     @function(cache="never")
     @dagger.check
@@ -147,6 +145,41 @@ class Embedder:
 
     @function(cache="never")
     @dagger.check
+    async def docs_check(self) -> str:
+        """tests/docs/: /docs and /redoc render in headless Chromium that can reach the service and no other host."""
+        return await browser.docs_check(
+            self.tools(), self.source, await self.model(), await self.build(), self.variant.name
+        )
+
+    @function
+    async def manifests(
+        self,
+        image: Annotated[str, Doc("the image pinned by digest, REF@sha256:<hex>, as `publish` prints it")],
+    ) -> dagger.Directory:
+        """deploy/k8s rendered by kustomize and pinned to the image: base.yaml, with-redis.yaml, and kustomize/
+        (the pinned tree, for `kubectl apply -k`)."""
+        return deploy.render(deploy.kustomize(self.base_image), self.source, image)
+
+    @function
+    @dagger.check
+    async def manifest_check(self) -> str:
+        """tests/deploy/: the rendered manifests against Kubernetes' schemas, restricted Pod Security, and the
+        image and app (port, user, probe paths, memory sizing, shutdown timings)."""
+        ctr = testing.runner(self.tools(), self.source, await self.model())
+        ctr = await deploy.with_manifests(ctr, await self.manifests(deploy.EXAMPLE_REF), await self.build())
+        return await testing.pytest(ctr, "tests/deploy")
+
+    @function(cache="never")
+    @dagger.check
+    async def memory_check(self) -> str:
+        """tests/memory/: the image, sent the worst load the defaults admit, stays under the manifests' memory
+        limit by its cgroup's peak (Dagger sets no limit; .ci/run repeats it under `docker run --memory`)."""
+        ctr = testing.runner(self.tools(), self.source, await self.model())
+        ctr = testing.with_service(ctr, await self.build(), self.variant.name)
+        return await testing.pytest(ctr, "-s", "tests/memory")
+
+    @function(cache="never")
+    @dagger.check
     async def publish_check(self) -> str:
         """Publish to a registry:2 with htpasswd auth: wrong password fails and pushes nothing; right one matches."""
         return await testing.publish_check(self.tools(), await self.build(), self.registry_image)
@@ -155,13 +188,17 @@ class Embedder:
     async def test(
         self, size_budget_mb: Annotated[int, Doc("largest acceptable image size, MB uncompressed")] = 450
     ) -> str:
-        """Everything: unit suite, image checks, publish check, integration tests, fleet check. Fails if any fails."""
+        """Everything: unit suite, image, publish, integration, fleet, docs, manifest and memory checks. Fails if
+        any fails."""
         parts = {
             "unit": self.unit_tests(),
             "image": self.image_checks(size_budget_mb),
             "publish": self.publish_check(),
             "integration": self.integration_tests(),
             "fleet": self.fleet_check(),
+            "docs": self.docs_check(),
+            "manifests": self.manifest_check(),
+            "memory": self.memory_check(),
         }
         results = await asyncio.gather(*parts.values(), return_exceptions=True)
         report, failed = [], []

@@ -12,9 +12,18 @@ UID = 1000
 # the model is never downloaded at run time).
 NOT_SHIPPED = ["hf-xet"]
 # Files of installed packages the service never loads: test suites, ONNX Runtime's Python tooling (model
-# optimizers, quantizers) and its C-API library (the Python binding is self-contained).
+# optimizers, quantizers) and its C-API library (the Python binding is self-contained), sources, headers and
+# type stubs of compiled extensions, numpy's Fortran wrapper generator and PyInstaller hooks.
 PRUNE = [
     "**/tests",
+    "**/*.pyi",
+    "**/*.pyx",
+    "**/*.pxd",
+    "**/*.c",
+    "**/*.h",
+    "**/*.cpp",
+    "**/numpy/f2py",
+    "**/numpy/_pyinstaller",
     "**/onnxruntime/capi/libonnxruntime.so*",
     "**/onnxruntime/transformers",
     "**/onnxruntime/quantization",

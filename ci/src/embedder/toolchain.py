@@ -51,3 +51,26 @@ def with_project_files(source: dagger.Directory):
         )
 
     return apply
+
+
+#: The base image's apt hook that deletes downloaded packages (it would empty the archives cache volume).
+DOCKER_CLEAN = "/etc/apt/apt.conf.d/docker-clean"
+
+
+def with_apt(*packages: str):
+    """Debian packages from the base image's release, without recommends. Package lists and downloads live in
+    named cache volumes (one apt at a time); the exec itself is cached until the base image changes."""
+
+    def apply(ctr: dagger.Container) -> dagger.Container:
+        locked = dagger.CacheSharingMode.LOCKED
+        return (
+            ctr.without_file(DOCKER_CLEAN)
+            .with_new_file("/etc/apt/apt.conf.d/keep-cache", 'Binary::apt::APT::Keep-Downloaded-Packages "true";\n')
+            .with_mounted_cache("/var/lib/apt/lists", dag.cache_volume("embedder-apt-lists"), sharing=locked)
+            .with_mounted_cache("/var/cache/apt/archives", dag.cache_volume("embedder-apt-archives"), sharing=locked)
+            .with_env_variable("DEBIAN_FRONTEND", "noninteractive")
+            .with_exec(["apt-get", "update", "-qq"])
+            .with_exec(["apt-get", "install", "--yes", "-qq", "--no-install-recommends", *packages])
+        )
+
+    return apply

@@ -1,0 +1,106 @@
+"""The worst load the default settings admit, against a running service, then its memory against a limit.
+
+Every client sends requests of EMBEDDER_MAX_INPUTS texts of EMBEDDER_MAX_TEXT_CHARS characters (the
+defaults) at once, again after each 503 (admission control), until each has been answered once. The
+service must answer every request with 200 or 503, stay up (/health, /ready), and its container's memory
+peak (``embedder_memory_peak_bytes``, the cgroup's count) must stay under the limit.
+
+    python tests/memory/worst_load.py --url http://host:8000 --limit 896Mi [--expect-cgroup-limit]
+
+Needs only httpx and the app package (for the defaults): it runs in the test runner and in the image.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import random
+import re
+import sys
+import time
+
+import httpx
+
+from app.config import Settings
+
+UNITS = {"Ki": 1 << 10, "Mi": 1 << 20, "Gi": 1 << 30, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "": 1}
+#: Concurrent clients: more than admission lets in at once (one full request's tokens), so that request bodies
+#: wait and are refused alongside the running one.
+CLIENTS = 6
+WORDS = "the model reads long passages about rivers mountains cities trains music history science".split()
+
+
+def limit_bytes(quantity: str) -> int:
+    number, unit = re.fullmatch(r"(\d+)(Ki|Mi|Gi|k|m|g|)", quantity.strip()).groups()
+    return int(number) * UNITS[unit]
+
+
+def body(seed: int) -> dict:
+    defaults = Settings.model_fields
+    texts, chars = defaults["max_inputs"].default, defaults["max_text_chars"].default
+    rng = random.Random(seed)
+    return {"inputs": [(" ".join(rng.choices(WORDS, k=chars // 4)))[:chars] for _ in range(texts)]}
+
+
+async def client(http: httpx.AsyncClient, seed: int, statuses: list[int], deadline: float) -> None:
+    payload = body(seed)
+    while time.monotonic() < deadline:
+        response = await http.post("/embed", json=payload)
+        statuses.append(response.status_code)
+        if response.status_code == 200:
+            assert len(response.json()["embeddings"]) == len(payload["inputs"])
+            return
+        assert response.status_code == 503, f"{response.status_code}: {response.text[:300]}"
+        await asyncio.sleep(float(response.headers.get("retry-after", "1")))  # as a well-behaved client does
+    raise AssertionError(f"client {seed} was never answered within the deadline")
+
+
+async def metric(http: httpx.AsyncClient, name: str) -> float:
+    text = (await http.get("/metrics")).text
+    (value,) = [float(line.split()[-1]) for line in text.splitlines() if line.startswith(name + " ")]
+    return value
+
+
+async def run(url: str, limit: int, clients: int, timeout_s: float, expect_cgroup_limit: bool) -> str:
+    async with httpx.AsyncClient(base_url=url, timeout=timeout_s) as http:
+        assert (await http.get("/ready")).status_code == 200, "the service is not ready"
+        statuses: list[int] = []
+        started = time.monotonic()
+        await asyncio.gather(*(client(http, i, statuses, started + timeout_s) for i in range(clients)))
+        seconds = time.monotonic() - started
+        assert set(statuses) <= {200, 503}, f"statuses other than 200 and 503: {sorted(set(statuses))}"
+        for probe in ("/health", "/ready"):
+            assert (await http.get(probe)).status_code == 200, f"{probe} after the load"
+        peak, cgroup_limit = await metric(http, "embedder_memory_peak_bytes"), await metric(
+            http, "embedder_memory_limit_bytes"
+        )
+    if expect_cgroup_limit:
+        assert cgroup_limit == limit, f"the container's cgroup limit is {cgroup_limit}, not the {limit} expected"
+    assert peak == peak, "embedder_memory_peak_bytes is NaN: this kernel reports no memory peak"
+    assert peak <= limit, f"memory peak {peak / 2**20:.0f} MiB is over the limit {limit / 2**20:.0f} MiB"
+    return (
+        f"worst admitted load: {clients} clients x {len(body(0)['inputs'])} texts of "
+        f"{Settings.model_fields['max_text_chars'].default} chars, {statuses.count(200)} answered, "
+        f"{statuses.count(503)} x 503, {seconds:.0f} s; memory peak {peak / 2**20:.0f} MiB "
+        f"<= limit {limit / 2**20:.0f} MiB ({100 * peak / limit:.0f} %)"
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--url", required=True)
+    parser.add_argument("--limit", required=True, help="memory limit, e.g. 896Mi")
+    parser.add_argument("--clients", type=int, default=CLIENTS)
+    parser.add_argument("--timeout", type=float, default=600)
+    parser.add_argument("--expect-cgroup-limit", action="store_true", help="the container runs under --limit")
+    args = parser.parse_args(argv)
+    try:
+        print(asyncio.run(run(args.url, limit_bytes(args.limit), args.clients, args.timeout, args.expect_cgroup_limit)))
+    except (AssertionError, httpx.HTTPError) as e:
+        print(f"memory check FAILED: {type(e).__name__}: {e}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
