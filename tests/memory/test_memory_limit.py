@@ -4,7 +4,6 @@ memory limit, so this asserts the measured peak; .ci/run runs the same load unde
 
 from __future__ import annotations
 
-import asyncio
 import os
 from pathlib import Path
 
@@ -25,4 +24,4 @@ def manifest_limit() -> str:
 
 
 def test_worst_admitted_load_stays_under_the_manifest_limit():
-    print(asyncio.run(run(URL, limit_bytes(manifest_limit()), CLIENTS, 900, expect_cgroup_limit=False)))
+    print(run(URL, limit_bytes(manifest_limit()), CLIENTS, 900, expect_cgroup_limit=False))

@@ -7,19 +7,21 @@ peak (``embedder_memory_peak_bytes``, the cgroup's count) must stay under the li
 
     python tests/memory/worst_load.py --url http://host:8000 --limit 896Mi [--expect-cgroup-limit]
 
-Needs only httpx and the app package (for the defaults): it runs in the test runner and in the image.
+Needs only the standard library and the app package (for the defaults): it runs in the test runner and in
+the image itself (which has no HTTP client library), from a second container on the service's network.
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
+import json
 import random
 import re
 import sys
 import time
-
-import httpx
+import urllib.error
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
 
 from app.config import Settings
 
@@ -42,38 +44,47 @@ def body(seed: int) -> dict:
     return {"inputs": [(" ".join(rng.choices(WORDS, k=chars // 4)))[:chars] for _ in range(texts)]}
 
 
-async def client(http: httpx.AsyncClient, seed: int, statuses: list[int], deadline: float) -> None:
+def request(url: str, data: bytes | None = None, timeout: float = 600) -> tuple[int, dict, bytes]:
+    """(status, headers, body) of a GET, or of a JSON POST when ``data`` is given; HTTP errors included."""
+    headers = {"Content-Type": "application/json"} if data is not None else {}
+    try:
+        with urllib.request.urlopen(urllib.request.Request(url, data, headers), timeout=timeout) as response:
+            return response.status, dict(response.headers), response.read()
+    except urllib.error.HTTPError as e:
+        return e.code, dict(e.headers), e.read()
+
+
+def client(url: str, seed: int, deadline: float) -> list[int]:
+    """One client: its statuses until it is answered (200), waiting Retry-After after each 503."""
     payload = body(seed)
+    data, statuses = json.dumps(payload).encode(), []
     while time.monotonic() < deadline:
-        response = await http.post("/embed", json=payload)
-        statuses.append(response.status_code)
-        if response.status_code == 200:
-            assert len(response.json()["embeddings"]) == len(payload["inputs"])
-            return
-        assert response.status_code == 503, f"{response.status_code}: {response.text[:300]}"
-        await asyncio.sleep(float(response.headers.get("retry-after", "1")))  # as a well-behaved client does
+        status, headers, answer = request(f"{url}/embed", data, timeout=deadline - time.monotonic())
+        statuses.append(status)
+        if status == 200:
+            assert len(json.loads(answer)["embeddings"]) == len(payload["inputs"])
+            return statuses
+        assert status == 503, f"{status}: {answer[:300]!r}"
+        time.sleep(float(headers.get("Retry-After", "1")))  # as a well-behaved client does
     raise AssertionError(f"client {seed} was never answered within the deadline")
 
 
-async def metric(http: httpx.AsyncClient, name: str) -> float:
-    text = (await http.get("/metrics")).text
+def metric(url: str, name: str) -> float:
+    text = request(f"{url}/metrics")[2].decode()
     (value,) = [float(line.split()[-1]) for line in text.splitlines() if line.startswith(name + " ")]
     return value
 
 
-async def run(url: str, limit: int, clients: int, timeout_s: float, expect_cgroup_limit: bool) -> str:
-    async with httpx.AsyncClient(base_url=url, timeout=timeout_s) as http:
-        assert (await http.get("/ready")).status_code == 200, "the service is not ready"
-        statuses: list[int] = []
-        started = time.monotonic()
-        await asyncio.gather(*(client(http, i, statuses, started + timeout_s) for i in range(clients)))
-        seconds = time.monotonic() - started
-        assert set(statuses) <= {200, 503}, f"statuses other than 200 and 503: {sorted(set(statuses))}"
-        for probe in ("/health", "/ready"):
-            assert (await http.get(probe)).status_code == 200, f"{probe} after the load"
-        peak, cgroup_limit = await metric(http, "embedder_memory_peak_bytes"), await metric(
-            http, "embedder_memory_limit_bytes"
-        )
+def run(url: str, limit: int, clients: int, timeout_s: float, expect_cgroup_limit: bool) -> str:
+    assert request(f"{url}/ready")[0] == 200, "the service is not ready"
+    started = time.monotonic()
+    with ThreadPoolExecutor(clients) as pool:
+        runs = list(pool.map(lambda seed: client(url, seed, started + timeout_s), range(clients)))
+    seconds = time.monotonic() - started
+    statuses = [status for run in runs for status in run]
+    for probe in ("/health", "/ready"):
+        assert request(f"{url}{probe}")[0] == 200, f"{probe} after the load"
+    peak, cgroup_limit = metric(url, "embedder_memory_peak_bytes"), metric(url, "embedder_memory_limit_bytes")
     if expect_cgroup_limit:
         assert cgroup_limit == limit, f"the container's cgroup limit is {cgroup_limit}, not the {limit} expected"
     assert peak == peak, "embedder_memory_peak_bytes is NaN: this kernel reports no memory peak"
@@ -95,8 +106,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--expect-cgroup-limit", action="store_true", help="the container runs under --limit")
     args = parser.parse_args(argv)
     try:
-        print(asyncio.run(run(args.url, limit_bytes(args.limit), args.clients, args.timeout, args.expect_cgroup_limit)))
-    except (AssertionError, httpx.HTTPError) as e:
+        print(run(args.url, limit_bytes(args.limit), args.clients, args.timeout, args.expect_cgroup_limit))
+    except (AssertionError, OSError) as e:
         print(f"memory check FAILED: {type(e).__name__}: {e}", file=sys.stderr)
         return 1
     return 0
