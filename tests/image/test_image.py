@@ -3,6 +3,7 @@
 The pipeline's `image-checks` mounts both and sets IMAGE_TARBALL, IMAGE_ROOTFS and IMAGE_SIZE_BUDGET_MB.
 """
 
+import importlib.util
 import json
 import os
 import tarfile
@@ -73,6 +74,7 @@ def test_model_directory_is_in_the_image(env, rootfs):
     onnx = "onnx/model.onnx" if env["EMBEDDER_VARIANT"] == "fp32" else "onnx/model_int8.onnx"
     assert (model / onnx).stat().st_size == lock["files"][onnx]["size"]
     assert (model / "tokenizer.json").is_file()
+    assert not (model / "reference.json").exists(), "the export check's reference embeddings are not shipped"
 
 
 def test_no_compiler(rootfs):
@@ -103,3 +105,31 @@ def test_size_under_budget(rootfs):
     size_mb = total / 1e6
     print(f"image size: {size_mb:.1f} MB uncompressed (budget {budget} MB)")
     assert size_mb <= budget, f"image is {size_mb:.1f} MB, over the {budget} MB budget"
+
+
+def pyc_header(source: Path) -> tuple[int, bytes]:
+    """(flags, hash or mtime+size) of the bytecode Python would use for ``source``."""
+    data = Path(importlib.util.cache_from_source(str(source))).read_bytes()[:16]
+    assert data[:4] == importlib.util.MAGIC_NUMBER, f"{source}: bytecode for another Python"
+    return int.from_bytes(data[4:8], "little"), data[8:16]
+
+
+def test_app_ships_current_checked_hash_bytecode(env, rootfs):
+    """The service compiles nothing at start: every module of app/ has bytecode that Python checks by the
+    source's hash (flags 0b11), and the hash is the shipped source's, so it is used as it is."""
+    sources = sorted((rootfs / env["PYTHONPATH"].lstrip("/") / "app").rglob("*.py"))
+    assert len(sources) > 10
+    for source in sources:
+        flags, key = pyc_header(source)
+        assert flags == 0b11, f"{source.name}: not checked-hash bytecode (flags {flags:#b})"
+        assert key == importlib.util.source_hash(source.read_bytes()), f"{source.name}: bytecode is stale"
+
+
+def test_dependencies_ship_hash_based_bytecode(rootfs):
+    """No source time in the virtualenv's bytecode (SOURCE_DATE_EPOCH at compile time): clamped file times
+    cannot make it stale, and two builds write the same bytes."""
+    sources = [p for p in (rootfs / "opt/venv/lib").rglob("*.py") if "__pycache__" not in p.parts]
+    compiled = [p for p in sources if Path(importlib.util.cache_from_source(str(p))).exists()]
+    assert len(compiled) > 0.9 * len(sources) > 100
+    stamped = [p for p in compiled if pyc_header(p)[0] == 0]
+    assert not stamped, f"{len(stamped)} modules have timestamp bytecode, e.g. {stamped[:3]}"

@@ -1,7 +1,9 @@
 """embedder's pipeline: model stage, slim runtime image, tests in containers, export and publish."""
 
 import asyncio
+import dataclasses
 import enum
+import secrets
 import tomllib
 from datetime import UTC, datetime
 from typing import Annotated
@@ -13,7 +15,7 @@ from . import model as model_stage
 from . import publish as publishing
 from . import browser, deploy, runtime, testing
 from .ignore import SOURCE_IGNORE
-from .toolchain import PATH, with_uv
+from .toolchain import PATH, with_apt, with_uv
 
 
 @dagger.enum_type
@@ -32,6 +34,9 @@ class Embedder:
 
     source: Annotated[dagger.Directory, DefaultPath("/"), Ignore(SOURCE_IGNORE), Doc("the repository")]
     commit: Annotated[dagger.GitRef, DefaultPath("/"), Doc("the git checkout, for the revision label and tag")]
+    git_dir: Annotated[
+        dagger.Directory, DefaultPath("/"), Ignore(["*", "!.git"]), Doc("the checkout's .git, for the commit time")
+    ]
     base_image: Annotated[str, Doc("base image of every stage")] = field(default="python:3.13-slim")
     uv_image: Annotated[str, Doc("image that provides the uv binary (pins uv's version)")] = (
         "ghcr.io/astral-sh/uv:0.13.9"
@@ -49,10 +54,33 @@ class Embedder:
     variant: Annotated[Variant, Doc("model variant the image serves")] = Variant.FP32
     registry_image: Annotated[str, Doc("registry image for the publish check")] = "registry:2"
     redis_image: Annotated[str, Doc("Redis image for the cache tests")] = "redis:7"
+    source_date_epoch: Annotated[
+        int | None, Doc("build time in seconds since 1970 for the created label and every file time (default: the commit's)")
+    ] = None
+    nonce: Annotated[str, Doc("any value forces every build step to run again (what `reproducible` does)")] = ""
+
+    def base(self) -> dagger.Container:
+        """The base image; with a nonce, in every build step's environment (never in the image's)."""
+        ctr = dag.container().from_(self.base_image)
+        return ctr.with_env_variable("EMBEDDER_BUILD_NONCE", self.nonce) if self.nonce else ctr
 
     def tools(self) -> dagger.Container:
         """The base image with uv and its cache: the start of every stage."""
-        return dag.container().from_(self.base_image).with_(with_uv(self.uv_image, self.index_url or None))
+        return self.base().with_(with_uv(self.uv_image, self.index_url or None))
+
+    @function
+    async def epoch(self) -> int:
+        """The build's time: --source-date-epoch, else the commit's committer time (git, in a container)."""
+        if self.source_date_epoch is not None:
+            return self.source_date_epoch
+        revision = await self.commit.commit()
+        git = dag.container().from_(self.base_image).with_(with_apt("git"))
+        out = await (
+            git.with_mounted_directory("/repo/.git", self.git_dir.directory(".git"))
+            .with_exec(["git", "-c", "safe.directory=*", "-C", "/repo", "show", "-s", "--format=%ct", revision])
+            .stdout()
+        )
+        return int(out.strip())
 
     @function
     async def model(self) -> dagger.Directory:
@@ -69,30 +97,35 @@ class Embedder:
     async def build(self) -> dagger.Container:
         """The runtime image: non-root, no compiler, no torch, healthcheck on /ready."""
         path = runtime.model_path(self.model_repo, self.model_revision)
-        pyproject, revision, model = await asyncio.gather(
-            self.source.file("pyproject.toml").contents(), self.commit.commit(), self.model()
+        pyproject, revision, model, epoch = await asyncio.gather(
+            self.source.file("pyproject.toml").contents(), self.commit.commit(), self.model(), self.epoch()
         )
         project = tomllib.loads(pyproject)["project"]
         model = runtime.only_variant(model, self.variant.name)
+        venv = runtime.virtualenv(self.tools(), self.source, epoch)
+        app = runtime.app_code(self.tools(), self.source)
         labels = {
             "org.opencontainers.image.title": "embedder",
             "org.opencontainers.image.description": f"{self.model_repo} sentence embeddings over HTTP",
             "org.opencontainers.image.source": project.get("urls", {}).get("Source", ""),
             "org.opencontainers.image.revision": revision,
             "org.opencontainers.image.version": project["version"],
-            "org.opencontainers.image.created": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "org.opencontainers.image.created": datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
             "io.embedder.model.repo": self.model_repo,
             "io.embedder.model.revision": self.model_revision,
             "io.embedder.model.variant": self.variant.value,
         }
-        ctr = dag.container().from_(self.base_image).with_(runtime.with_user)
+        # Every layer added here has its file times clamped to the commit's, parent directories included.
+        ctr = dag.container().from_(self.base_image).with_directory(
+            "/", runtime.layer(self.base(), "/", runtime.user_files(self.base(), epoch), epoch)
+        )
         for key, value in labels.items():
             ctr = ctr.with_label(key, value)
         return (
             # Layers from the least to the most often changed: a code change rebuilds only the last one.
-            ctr.with_directory(path, model)
-            .with_directory(runtime.VENV, runtime.virtualenv(self.tools(), self.source), exclude=runtime.PRUNE)
-            .with_directory(f"{runtime.APP_HOME}/app", runtime.app_code(self.source))
+            ctr.with_directory("/", runtime.layer(self.base(), path, model, epoch))
+            .with_directory("/", runtime.layer(self.base(), runtime.VENV, venv, epoch, exclude=runtime.PRUNE))
+            .with_directory("/", runtime.layer(self.base(), f"{runtime.APP_HOME}/app", app, epoch))
             .with_env_variable("PATH", PATH)
             .with_env_variable("PYTHONPATH", runtime.APP_HOME)
             .with_env_variable("PYTHONDONTWRITEBYTECODE", "1")
@@ -215,6 +248,21 @@ class Embedder:
         if failed:
             raise RuntimeError("\n".join(report) + f"\nfailed: {', '.join(failed)}")
         return "\n".join(report) + "\n"
+
+    @function(cache="never")
+    async def reproducible(self) -> str:
+        """Build the image twice with every build step forced to run again (a nonce in each step's environment,
+        model stage included); fails unless both have the same layers (diff IDs) and the same config but for
+        the times the engine writes at export (created, history). Prints both sets. Slow: not part of test."""
+        builds = [dataclasses.replace(self, nonce=secrets.token_hex(8)) for _ in range(2)]
+        first, second = await asyncio.gather(*(b.build() for b in builds))
+        ctr = (
+            testing.runner(self.tools(), self.source, await self.model())
+            .with_mounted_file("/images/first.tar", first.as_tarball())
+            .with_mounted_file("/images/second.tar", second.as_tarball())
+            .with_env_variable("IMAGE_TARBALLS", "/images/first.tar,/images/second.tar")
+        )
+        return await testing.pytest(ctr, "-s", "tests/reproducible")
 
     @function(cache="never")
     async def publish(

@@ -1,6 +1,7 @@
 """The slim runtime image: a uv-built virtualenv, the app and the model directory on the base image."""
 
 import dagger
+from dagger import dag
 
 from .toolchain import VENV, with_project_files
 
@@ -33,37 +34,74 @@ PRUNE = [
 ONNX = {"FP32": "onnx/model.onnx", "INT8": "onnx/model_int8.onnx"}
 
 
-def virtualenv(tools: dagger.Container, source: dagger.Directory) -> dagger.Directory:
-    """Runtime dependencies only (no dev groups), from the lockfile, bytecode compiled; no project code yet."""
+def virtualenv(tools: dagger.Container, source: dagger.Directory, epoch: int) -> dagger.Directory:
+    """Runtime dependencies only (no dev groups), from the lockfile; no project code yet. Bytecode compiled with
+    SOURCE_DATE_EPOCH set, so that Python writes checked-hash .pyc (no source time in them)."""
     return (
         tools.with_(with_project_files(source))
+        .with_env_variable("SOURCE_DATE_EPOCH", str(epoch))
         .with_exec(["uv", "sync", "--no-dev", "--no-default-groups", "--no-install-project",
                     *(flag for name in NOT_SHIPPED for flag in ("--no-install-package", name))])
         .directory(VENV)
     )
 
 
-def app_code(source: dagger.Directory) -> dagger.Directory:
-    """The service package, without the model stage's export code. Not compiled to bytecode: that would cost
-    an exec on every code change, for some 15 small modules that compile in milliseconds at start."""
-    return source.directory("app").without_directory("export")
+def app_code(tools: dagger.Container, source: dagger.Directory) -> dagger.Directory:
+    """The service package, without the model stage's export code, with checked-hash bytecode compiled for the
+    path it runs from: Python validates it by the source's hash, not its time, so clamped file times never make
+    it stale, and the service compiles nothing at start (on a read-only root filesystem it could not keep it)."""
+    build = "/build/app"
+    return (
+        tools.with_directory(build, source.directory("app").without_directory("export"))
+        .with_exec(["python", "-m", "compileall", "-q", "--invalidation-mode", "checked-hash",
+                    "-d", f"{APP_HOME}/app", build])
+        .directory(build)
+    )
 
 
 def model_path(repo: str, revision: str) -> str:
     return f"{MODELS}/{repo.replace('/', '--')}/{revision}"
 
 
+#: Model-directory files the service never reads: the fp32 reference embeddings of the export's own check (for
+#: the test suites; computed by torch, their last bits may differ between CPUs, so kept out of the image).
+NOT_SHIPPED_MODEL_FILES = ["reference.json"]
+
+
 def only_variant(model: dagger.Directory, variant: str) -> dagger.Directory:
-    """Ship the served ONNX variant only: the other one is dead weight in the image."""
+    """Ship the served ONNX variant only (the other one is dead weight in the image), and nothing the service
+    does not read."""
     for name, path in ONNX.items():
         if name != variant:
             model = model.without_file(path)
+    for path in NOT_SHIPPED_MODEL_FILES:
+        model = model.without_file(path)
     return model
 
 
-def with_user(ctr: dagger.Container) -> dagger.Container:
-    return ctr.with_exec(
+#: The files useradd writes: the user layer is these, not the exec's whole diff (logs, backups, their times).
+USER_FILES = ["passwd", "group", "shadow", "gshadow", "subuid", "subgid"]
+
+
+def user_files(base: dagger.Container, epoch: int) -> dagger.Directory:
+    """/etc's account files with the service's user added. useradd dates the password change in /etc/shadow
+    from SOURCE_DATE_EPOCH (else today)."""
+    ctr = base.with_env_variable("SOURCE_DATE_EPOCH", str(epoch)).with_exec(
         ["useradd", "--uid", str(UID), "--user-group", "--no-create-home", "--shell", "/usr/sbin/nologin", "embedder"]
+    )
+    return dag.directory().with_directory("etc", ctr.directory("/etc"), include=USER_FILES)
+
+
+def layer(base: dagger.Container, path: str, content: dagger.Directory, epoch: int,
+          exclude: list[str] | None = None) -> dagger.Directory:
+    """``content`` placed at ``path`` in a tree to merge at /, every entry's time (parent directories and
+    symlinks included) set to ``epoch``. touch, not Directory.with_timestamps: that follows symlinks and fails
+    on the virtualenv's links to the base image's Python, which are dangling outside it."""
+    root = "/layer"
+    return (
+        base.with_directory(f"{root}{path}", content, exclude=exclude or [])
+        .with_exec(["find", root, "-exec", "touch", "--no-dereference", f"--date=@{epoch}", "{}", "+"])
+        .directory(root)
     )
 
 
