@@ -5,6 +5,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from huggingface_hub import ModelCard
 from sentence_transformers import SentenceTransformer
 
 from . import verify
@@ -13,6 +14,7 @@ from .onnx_export import export_fp32
 from .quantize import quantize_int8
 
 WEIGHTS = "model.safetensors"  # the ONNX graphs carry the weights; the runtime image does not need them
+CARD = "README.md"  # the model card: its metadata names the license
 FP32, INT8 = "onnx/model.onnx", "onnx/model_int8.onnx"
 THRESHOLDS = {FP32: 0.9999, INT8: 0.99}
 
@@ -42,7 +44,8 @@ def build(snapshot: Path, out: Path, upstream: Lock) -> dict:
             json.dumps({"sentences": verify.SENTENCES, "embeddings": reference.tolist()}) + "\n"
         )
         lock = lock_directory(work, upstream.repo, upstream.revision)
-        lock.write(work / LOCK_NAME, max_seq_length=st.max_seq_length, verification=results)
+        lock.write(work / LOCK_NAME, max_seq_length=st.max_seq_length, license=model_license(snapshot),
+                   verification=results)
         work.chmod(0o755)
         if out.exists():
             shutil.rmtree(out)
@@ -50,3 +53,12 @@ def build(snapshot: Path, out: Path, upstream: Lock) -> dict:
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return results
+
+
+def model_license(snapshot: Path) -> str:
+    """The license the model card's metadata declares (recorded in the lock, for the SBOM and the license
+    gate); empty when there is no card or it names none."""
+    card = snapshot / CARD
+    if not card.is_file():
+        return ""
+    return str(ModelCard.load(card).data.license or "")

@@ -19,6 +19,7 @@ pytestmark = pytest.mark.skipif(
 
 AUTH = {"Authorization": f"Bearer {KEY}"}
 TEXTS = ["A replica embeds this once.", "The other replica finds it in the cache."]
+WRITES = 'embedder_cache_seconds_count{operation="write"}'
 
 
 def client(url: str) -> httpx.Client:
@@ -26,8 +27,17 @@ def client(url: str) -> httpx.Client:
 
 
 def metric(c: httpx.Client, name: str) -> float:
+    """A sample's value; ``name`` may carry labels, e.g. 'embedder_cache_seconds_count{operation="write"}'."""
     text = c.get("/metrics").text
     return sum(float(x.rsplit(" ", 1)[1]) for x in text.splitlines() if x.startswith(name + " "))
+
+
+def wait_for_write(c: httpx.Client, before: float) -> None:
+    """The replica's background SET has completed (its write timing was observed)."""
+    deadline = time.monotonic() + 10
+    while metric(c, WRITES) <= before:
+        assert time.monotonic() < deadline, "the replica never finished its cache write"
+        time.sleep(0.05)
 
 
 def embed(c: httpx.Client, texts: list[str]) -> np.ndarray:
@@ -50,9 +60,14 @@ def eventually_hit(c: httpx.Client, texts: list[str], before: float) -> np.ndarr
 def test_a_text_embedded_on_a_is_a_hit_on_b_with_the_same_vector():
     with client(A) as a, client(B) as b:
         assert a.get("/ready").json()["cache"] == b.get("/ready").json()["cache"] == "ok"
+        writes = metric(a, WRITES)
         first = embed(a, TEXTS)
+        # Before B asks: otherwise B may miss, compute the texts itself (in another batch shape, which can
+        # differ in the last bit) and then hit its own entry.
+        wait_for_write(a, writes)
         hits = metric(b, "embedder_cache_hits_total")
-        second = eventually_hit(b, TEXTS, hits)
+        second = embed(b, TEXTS)
+        assert metric(b, "embedder_cache_hits_total") == hits + len(TEXTS), "B did not hit what A wrote"
     np.testing.assert_array_equal(first, second)
 
 

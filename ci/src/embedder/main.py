@@ -13,7 +13,7 @@ from dagger import DefaultPath, Doc, Ignore, dag, field, function, object_type
 
 from . import model as model_stage
 from . import publish as publishing
-from . import browser, deploy, runtime, testing
+from . import browser, deploy, release, runtime, testing
 from .ignore import SOURCE_IGNORE
 from .toolchain import PATH, with_apt, with_uv
 
@@ -55,7 +55,8 @@ class Embedder:
     registry_image: Annotated[str, Doc("registry image for the publish check")] = "registry:2"
     redis_image: Annotated[str, Doc("Redis image for the cache tests")] = "redis:7"
     source_date_epoch: Annotated[
-        int | None, Doc("build time in seconds since 1970 for the created label and every file time (default: the commit's)")
+        int | None,
+        Doc("build time, seconds since 1970: the created label and every file time (default: the commit's)"),
     ] = None
     nonce: Annotated[str, Doc("any value forces every build step to run again (what `reproducible` does)")] = ""
 
@@ -95,7 +96,25 @@ class Embedder:
 
     @function
     async def build(self) -> dagger.Container:
-        """The runtime image: non-root, no compiler, no torch, healthcheck on /ready."""
+        """The runtime image: non-root, no compiler, no torch, healthcheck on /ready; it carries its SBOM."""
+        image, revision, epoch = await asyncio.gather(self.image(), self.commit.commit(), self.epoch())
+        parent, tree = release.sbom_tree(await self.sbom_of(image, revision, epoch))
+        return image.with_directory("/", runtime.layer(self.base(), parent, tree, epoch)).with_label(
+            release.SBOM_LABEL, release.SBOM_PATH
+        )
+
+    @function
+    async def sbom(self) -> dagger.File:
+        """The image's CycloneDX 1.6 SBOM: Python distributions (licenses, wheel hashes), the interpreter, Debian
+        packages, the model with its files' sha256. The image carries the same file (label io.embedder.sbom)."""
+        return (await self.build()).file(release.SBOM_PATH)
+
+    async def sbom_of(self, image: dagger.Container, revision: str, epoch: int) -> dagger.File:
+        generator = release.generator(self.tools(), self.source)
+        return await release.sbom(generator, image, revision, epoch, self.variant.value)
+
+    async def image(self) -> dagger.Container:
+        """The runtime image without its SBOM (which is made from it)."""
         path = runtime.model_path(self.model_repo, self.model_revision)
         pyproject, revision, model, epoch = await asyncio.gather(
             self.source.file("pyproject.toml").contents(), self.commit.commit(), self.model(), self.epoch()
@@ -195,6 +214,19 @@ class Embedder:
 
     @function
     @dagger.check
+    async def sbom_check(self) -> str:
+        """tests/release/: the SBOM the image carries validates against CycloneDX's schema, lists what the image
+        holds, and every Python distribution's and the model's license passes the gate (release/licenses.toml)."""
+        image = await self.build()
+        ctr = testing.runner(self.tools(), self.source, await self.model(), groups=("test", "release"))
+        ctr = ctr.with_mounted_file("/sbom.cdx.json", image.file(release.SBOM_PATH)).with_env_variable(
+            "SBOM", "/sbom.cdx.json"
+        ).with_mounted_directory("/image", image.rootfs()).with_env_variable("IMAGE_ROOTFS", "/image")
+        ctr = ctr.with_env_variable("SBOM_LABEL", await image.label(release.SBOM_LABEL))
+        return await testing.pytest(ctr, "-s", "tests/release")
+
+    @function
+    @dagger.check
     async def manifest_check(self) -> str:
         """tests/deploy/: the rendered manifests against Kubernetes' schemas, restricted Pod Security, and the
         image and app (port, user, probe paths, memory sizing, shutdown timings)."""
@@ -221,8 +253,8 @@ class Embedder:
     async def test(
         self, size_budget_mb: Annotated[int, Doc("largest acceptable image size, MB uncompressed")] = 450
     ) -> str:
-        """Everything: unit suite, image, publish, integration, fleet, docs, manifest and memory checks. Fails if
-        any fails."""
+        """Everything: unit suite, image, publish, integration, fleet, docs, manifest, memory and SBOM checks.
+        Fails if any fails."""
         parts = {
             "unit": self.unit_tests(),
             "image": self.image_checks(size_budget_mb),
@@ -232,6 +264,7 @@ class Embedder:
             "docs": self.docs_check(),
             "manifests": self.manifest_check(),
             "memory": self.memory_check(),
+            "sbom": self.sbom_check(),
         }
         results = await asyncio.gather(*parts.values(), return_exceptions=True)
         report, failed = [], []
@@ -280,4 +313,5 @@ class Embedder:
             )
             tags = [version, revision[:12], datetime.now(UTC).strftime("%Y%m%d"), "latest"]
         refs = await publishing.push(image, address, tags, username, password)
-        return "\n".join(refs) + "\n"
+        sbom = f"SBOM (CycloneDX): {release.SBOM_PATH} in the image (label {release.SBOM_LABEL}); `dagger call sbom`"
+        return "\n".join([*refs, sbom]) + "\n"

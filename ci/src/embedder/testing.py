@@ -19,14 +19,17 @@ REDIS_CONF = "/run/secrets/redis.conf"
 GATE_PORT, GATE_CONTROL_PORT = 6380, 8080
 #: tests/ folders that need more than the unit runner (the image, services, a browser, rendered manifests):
 #: each has its own check, and the unit suite leaves them out.
-CHECK_SUITES = ("integration", "image", "fleet", "docs", "deploy", "memory", "reproducible")
+CHECK_SUITES = ("integration", "image", "fleet", "docs", "deploy", "memory", "reproducible", "release")
 
 
-def runner(tools: dagger.Container, source: dagger.Directory, model: dagger.Directory) -> dagger.Container:
-    """The runtime dependencies plus the test group, then the source tree, with the model stage's output."""
+def runner(tools: dagger.Container, source: dagger.Directory, model: dagger.Directory,
+           groups: tuple[str, ...] = ("test",)) -> dagger.Container:
+    """The runtime dependencies plus the test group (and any other ``groups``), then the source tree, with the
+    model stage's output."""
     return (
         tools.with_(with_project_files(source))
-        .with_exec(["uv", "sync", "--no-dev", "--no-default-groups", "--group", "test", "--no-install-project"])
+        .with_exec(["uv", "sync", "--no-dev", "--no-default-groups", "--no-install-project",
+                    *(flag for group in groups for flag in ("--group", group))])
         .with_env_variable("PATH", PATH)
         .with_directory(WORKDIR, source)
         .with_mounted_directory(MODEL_MOUNT, model)

@@ -1,0 +1,49 @@
+"""Release evidence: the image's CycloneDX SBOM (release/sbom.py, run on the image's filesystem)."""
+
+import posixpath
+
+import dagger
+from dagger import dag
+
+from .toolchain import PATH, WORKDIR, with_project_files
+
+#: Where the image carries its SBOM, and the label that says so.
+SBOM_PATH = "/usr/share/sbom/embedder.cdx.json"
+SBOM_LABEL = "io.embedder.sbom"
+ROOTFS = "/image"
+
+
+def generator(tools: dagger.Container, source: dagger.Directory) -> dagger.Container:
+    """The release group (cyclonedx-python-lib, python-debian) and release/, with uv.lock for the hashes."""
+    return (
+        tools.with_(with_project_files(source))
+        .with_exec(["uv", "sync", "--no-dev", "--no-default-groups", "--group", "release", "--no-install-project"])
+        .with_env_variable("PATH", PATH)
+        .with_directory(f"{WORKDIR}/release", source.directory("release"))
+    )
+
+
+async def sbom(generator: dagger.Container, image: dagger.Container, commit: str, epoch: int, variant: str):
+    """The SBOM of ``image`` (a File), validated against the CycloneDX schema as it is written."""
+    model_dir, python, version = [
+        await image.env_variable("EMBEDDER_MODEL_DIR"), await image.env_variable("PYTHON_VERSION"),
+        await image.label("org.opencontainers.image.version"),
+    ]
+    if not python:
+        raise ValueError("the base image sets no PYTHON_VERSION: the SBOM cannot name its Python's version")
+    out = "/sbom.cdx.json"
+    return (
+        generator.with_mounted_directory(ROOTFS, image.rootfs())
+        .with_exec([
+            "python", "-m", "release.sbom", "--rootfs", ROOTFS, "--uv-lock", "uv.lock", "--model-dir", model_dir,
+            "--python-version", python, "--image-version", version, "--commit", commit, "--epoch", str(epoch),
+            "--variant", variant, "--out", out,
+        ])
+        .file(out)
+    )
+
+
+def sbom_tree(file: dagger.File) -> tuple[str, dagger.Directory]:
+    """(parent path, directory holding the SBOM under its name), to add as a layer."""
+    parent, name = posixpath.split(SBOM_PATH)
+    return parent, dag.directory().with_file(name, file)
