@@ -60,14 +60,18 @@ class Embedder:
     ] = None
     nonce: Annotated[str, Doc("any value forces every build step to run again (what `reproducible` does)")] = ""
 
-    def base(self) -> dagger.Container:
-        """The base image; with a nonce, in every build step's environment (never in the image's)."""
-        ctr = dag.container().from_(self.base_image)
+    def with_nonce(self, ctr: dagger.Container) -> dagger.Container:
+        """With a nonce, in the environment of every step that makes image content, so that they run again
+        (never in the image's own environment)."""
         return ctr.with_env_variable("EMBEDDER_BUILD_NONCE", self.nonce) if self.nonce else ctr
 
+    def base(self) -> dagger.Container:
+        """The base image, for the steps that make the image's own layers."""
+        return dag.container().from_(self.base_image).with_(self.with_nonce)
+
     def tools(self) -> dagger.Container:
-        """The base image with uv and its cache: the start of every stage."""
-        return self.base().with_(with_uv(self.uv_image, self.index_url or None))
+        """The base image with uv and its cache: the start of every stage (and of no image layer by itself)."""
+        return dag.container().from_(self.base_image).with_(with_uv(self.uv_image, self.index_url or None))
 
     @function
     async def epoch(self) -> int:
@@ -89,7 +93,9 @@ class Embedder:
         separate = model_stage.separate_torch_index(self.torch_index_url, self.index_url)
         cpu_only = model_stage.cuda_packages(await self.source.file("uv.lock").contents()) if separate else []
         requirements = model_stage.export_requirements(self.tools(), self.source, cpu_only)
+        # The exporter's toolchain (torch, ~5 GB) is a tool, not content: a nonce re-runs what comes after it.
         ctr = model_stage.exporter(self.tools(), requirements, self.torch_index_url if separate else None)
+        ctr = ctr.with_(self.with_nonce)
         ctr = ctr.with_(model_stage.with_export_code(self.source))
         ctr = model_stage.download(ctr, self.hf_endpoint, self.model_repo, self.model_revision, self.hf_token)
         return model_stage.build_model_dir(ctr)
@@ -110,7 +116,7 @@ class Embedder:
         return (await self.build()).file(release.SBOM_PATH)
 
     async def sbom_of(self, image: dagger.Container, revision: str, epoch: int) -> dagger.File:
-        generator = release.generator(self.tools(), self.source)
+        generator = release.generator(self.tools(), self.source).with_(self.with_nonce)
         return await release.sbom(generator, image, revision, epoch, self.variant.value)
 
     async def image(self) -> dagger.Container:
@@ -121,8 +127,8 @@ class Embedder:
         )
         project = tomllib.loads(pyproject)["project"]
         model = runtime.only_variant(model, self.variant.name)
-        venv = runtime.virtualenv(self.tools(), self.source, epoch)
-        app = runtime.app_code(self.tools(), self.source)
+        venv = runtime.virtualenv(self.tools().with_(self.with_nonce), self.source, epoch)
+        app = runtime.app_code(self.tools().with_(self.with_nonce), self.source)
         labels = {
             "org.opencontainers.image.title": "embedder",
             "org.opencontainers.image.description": f"{self.model_repo} sentence embeddings over HTTP",
@@ -284,9 +290,10 @@ class Embedder:
 
     @function(cache="never")
     async def reproducible(self) -> str:
-        """Build the image twice with every build step forced to run again (a nonce in each step's environment,
-        model stage included); fails unless both have the same layers (diff IDs) and the same config but for
-        the times the engine writes at export (created, history). Prints both sets. Slow: not part of test."""
+        """Build the image twice with every step that makes its content forced to run again (a nonce in their
+        environment: model download and export, virtualenv, bytecode, user, layers, SBOM; the exporter's torch
+        toolchain is installed once); fails unless both have the same layers (diff IDs) and the same config but
+        for the times the engine writes at export (created, history). Prints both sets. Not part of test."""
         builds = [dataclasses.replace(self, nonce=secrets.token_hex(8)) for _ in range(2)]
         first, second = await asyncio.gather(*(b.build() for b in builds))
         ctr = (
