@@ -20,6 +20,7 @@ pytestmark = pytest.mark.skipif(
 AUTH = {"Authorization": f"Bearer {KEY}"}
 TEXTS = ["A replica embeds this once.", "The other replica finds it in the cache."]
 WRITES = 'embedder_cache_seconds_count{operation="write"}'
+WRITE_ERRORS = 'embedder_cache_errors_total{operation="write"}'
 
 
 def client(url: str) -> httpx.Client:
@@ -32,12 +33,14 @@ def metric(c: httpx.Client, name: str) -> float:
     return sum(float(x.rsplit(" ", 1)[1]) for x in text.splitlines() if x.startswith(name + " "))
 
 
-def wait_for_write(c: httpx.Client, before: float) -> None:
-    """The replica's background SET has completed (its write timing was observed)."""
+def wait_for_write(c: httpx.Client, writes: float, failures: float) -> None:
+    """The replica's background SET has completed (its write timing was observed) without a new error."""
     deadline = time.monotonic() + 10
-    while metric(c, WRITES) <= before:
-        assert time.monotonic() < deadline, "the replica never finished its cache write"
+    while metric(c, WRITES) <= writes:
+        errors = metric(c, 'embedder_cache_errors_total{operation="read"}')
+        assert time.monotonic() < deadline, f"the replica never wrote to the cache (read errors: {errors})"
         time.sleep(0.05)
+    assert metric(c, WRITE_ERRORS) == failures, "the replica's cache write failed"
 
 
 def embed(c: httpx.Client, texts: list[str]) -> np.ndarray:
@@ -46,28 +49,23 @@ def embed(c: httpx.Client, texts: list[str]) -> np.ndarray:
     return np.asarray(r.json()["embeddings"])
 
 
-def eventually_hit(c: httpx.Client, texts: list[str], before: float) -> np.ndarray:
-    """The writer's SET is in the background: retry briefly until the other replica hits."""
-    deadline = time.monotonic() + 10
-    while True:
-        vectors = embed(c, texts)
-        if metric(c, "embedder_cache_hits_total") >= before + len(texts):
-            return vectors
-        assert time.monotonic() < deadline, "the other replica never hit the cache"
-        time.sleep(0.2)
+def embedded_on_a_then_hit_on_b(a: httpx.Client, b: httpx.Client, texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    """A embeds the texts; once A's background write is done, B asks and must hit all of them. (Asking earlier,
+    B may miss, compute the texts itself in another batch shape, which can differ in the last bit, and then
+    hit its own entry.)"""
+    writes, failures = metric(a, WRITES), metric(a, WRITE_ERRORS)
+    first = embed(a, texts)
+    wait_for_write(a, writes, failures)
+    hits = metric(b, "embedder_cache_hits_total")
+    second = embed(b, texts)
+    assert metric(b, "embedder_cache_hits_total") == hits + len(texts), "B did not hit what A wrote"
+    return first, second
 
 
 def test_a_text_embedded_on_a_is_a_hit_on_b_with_the_same_vector():
     with client(A) as a, client(B) as b:
         assert a.get("/ready").json()["cache"] == b.get("/ready").json()["cache"] == "ok"
-        writes = metric(a, WRITES)
-        first = embed(a, TEXTS)
-        # Before B asks: otherwise B may miss, compute the texts itself (in another batch shape, which can
-        # differ in the last bit) and then hit its own entry.
-        wait_for_write(a, writes)
-        hits = metric(b, "embedder_cache_hits_total")
-        second = embed(b, TEXTS)
-        assert metric(b, "embedder_cache_hits_total") == hits + len(TEXTS), "B did not hit what A wrote"
+        first, second = embedded_on_a_then_hit_on_b(a, b, TEXTS)
     np.testing.assert_array_equal(first, second)
 
 
@@ -101,6 +99,5 @@ def test_after_redis_restarts_entries_are_written_and_hit_again():
             embed(b, ["probe the cache"])
             assert time.monotonic() < deadline, "the cache never recovered"
             time.sleep(0.5)
-        first = embed(a, texts)
-        second = eventually_hit(b, texts, metric(b, "embedder_cache_hits_total"))
+        first, second = embedded_on_a_then_hit_on_b(a, b, texts)
     np.testing.assert_array_equal(first, second)

@@ -95,6 +95,9 @@ async def fleet_check(ctr: dagger.Container, image: dagger.Container, redis_imag
             .with_secret_variable("EMBEDDER_CACHE_PASSWORD", password)
             .with_secret_variable("EMBEDDER_API_KEYS", key)
             .with_env_variable("EMBEDDER_CACHE_BREAKER_S", "2")
+            # Sharing is under test, not latency: the default 50 ms per cache call can pass on a machine busy
+            # with the other checks, which opens the breaker and skips the write the test waits for.
+            .with_env_variable("EMBEDDER_CACHE_TIMEOUT_MS", "2000")
             .with_env_variable("FLEET_REPLICA", f"{name}-{nonce}")  # two distinct services
             .as_service(use_entrypoint=True)
         )
