@@ -9,14 +9,17 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import time
 from concurrent.futures import Executor
 from dataclasses import dataclass
 from statistics import median
 
+from app import memory
 from app.config import Settings
 from app.cpus import cpu_budget
 from app.model import EmbeddingModel
+from app.sizing import MemoryEstimate, ModelShape, estimate
 
 log = logging.getLogger(__name__)
 
@@ -81,9 +84,23 @@ def _time(model: EmbeddingModel, ids: list[list[int]]) -> float:
     return max(time.perf_counter() - started, 1e-6)
 
 
+def memory_warning(limit_bytes: float, sized: MemoryEstimate) -> str | None:
+    """What to do when the container's memory limit is below the estimated peak (None when it is not, or
+    when there is no limit): the worst admitted load would get the service OOM-killed."""
+    if math.isnan(limit_bytes) or limit_bytes >= sized.peak_mb * (1 << 20):
+        return None
+    return (
+        f"the container's memory limit ({limit_bytes / (1 << 20):.0f} MiB) is below the estimated peak "
+        f"({sized.peak_mb:.0f} MiB): give it {sized.limit_mb} MiB, or lower EMBEDDER_WORKERS, "
+        "EMBEDDER_MAX_BATCH_TOKENS or EMBEDDER_MAX_QUEUED_TOKENS (python -m app.sizing; README, Sizing)"
+    )
+
+
 def log_capacity(settings: Settings, cost: CostModel, drain_s: float) -> None:
-    """One log line with what was chosen and measured; a warning when the drain may outlast the timeout."""
+    """One log line with what was chosen and measured; a warning when the drain may outlast the timeout,
+    and one when the container's memory limit is below the sizing estimate."""
     s, cpus = settings, cpu_budget()
+    sized, limit = estimate(s, ModelShape.read(s)), memory.read("limit")
     fields = {
         "cpus": cpus.cpus,
         "cpus_from": cpus.source,
@@ -96,7 +113,11 @@ def log_capacity(settings: Settings, cost: CostModel, drain_s: float) -> None:
         "max_queued_tokens": s.max_queued_tokens,
         "drain_estimate_s": round(drain_s, 1),
         "graceful_timeout_s": s.graceful_timeout_s,
+        "memory_limit_mb": None if math.isnan(limit) else round(limit / (1 << 20)),
+        "memory_estimate_peak_mb": round(sized.peak_mb),
     }
+    if warning := memory_warning(limit, sized):
+        log.warning(warning, extra=fields)
     if drain_s > s.graceful_timeout_s:
         log.warning(
             "admitted work may outlast the drain timeout: raise EMBEDDER_GRACEFUL_TIMEOUT_S or "

@@ -70,3 +70,14 @@ def test_cli_prints_the_estimate_for_the_environment(model_dir):
         capture_output=True, text=True, check=False,
     )
     assert bad.returncode == 2 and "EMBEDDER_MAX_BATCH" in bad.stderr
+
+
+def test_a_memory_limit_below_the_estimate_is_named_with_the_fix(model_dir):
+    from app.capacity import memory_warning
+
+    settings = make_settings(model_dir)
+    sized = estimate(settings, ModelShape.read(settings))
+    assert memory_warning(float("nan"), sized) is None  # no limit
+    assert memory_warning(sized.limit_mb * 2**20, sized) is None
+    warning = memory_warning(400 * 2**20, sized)
+    assert "400 MiB" in warning and f"give it {sized.limit_mb} MiB" in warning and "EMBEDDER_WORKERS" in warning
