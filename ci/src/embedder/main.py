@@ -103,8 +103,10 @@ class Embedder:
     @function
     async def build(self) -> dagger.Container:
         """The runtime image: non-root, no compiler, no torch, healthcheck on /ready; it carries its SBOM."""
-        image, revision, epoch = await asyncio.gather(self.image(), self.commit.commit(), self.epoch())
-        parent, tree = release.sbom_tree(await self.sbom_of(image, revision, epoch))
+        revision, epoch = await asyncio.gather(self.commit.commit(), self.epoch())
+        image = await self.image(revision, epoch)
+        generator = release.generator(self.tools(), self.source).with_(self.with_nonce)
+        parent, tree = release.sbom_tree(await release.sbom(generator, image, revision, epoch, self.variant.value))
         return image.with_directory("/", runtime.layer(self.base(), parent, tree, epoch)).with_label(
             release.SBOM_LABEL, release.SBOM_PATH
         )
@@ -115,16 +117,11 @@ class Embedder:
         packages, the model with its files' sha256. The image carries the same file (label io.embedder.sbom)."""
         return (await self.build()).file(release.SBOM_PATH)
 
-    async def sbom_of(self, image: dagger.Container, revision: str, epoch: int) -> dagger.File:
-        generator = release.generator(self.tools(), self.source).with_(self.with_nonce)
-        return await release.sbom(generator, image, revision, epoch, self.variant.value)
-
-    async def image(self) -> dagger.Container:
-        """The runtime image without its SBOM (which is made from it)."""
+    async def image(self, revision: str, epoch: int) -> dagger.Container:
+        """The runtime image without its SBOM (which is made from it), for the commit ``revision`` built at
+        ``epoch``."""
         path = runtime.model_path(self.model_repo, self.model_revision)
-        pyproject, revision, model, epoch = await asyncio.gather(
-            self.source.file("pyproject.toml").contents(), self.commit.commit(), self.model(), self.epoch()
-        )
+        pyproject, model = await asyncio.gather(self.source.file("pyproject.toml").contents(), self.model())
         project = tomllib.loads(pyproject)["project"]
         model = runtime.only_variant(model, self.variant.name)
         venv = runtime.virtualenv(self.tools().with_(self.with_nonce), self.source, epoch)
