@@ -2,23 +2,12 @@
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 from app.config import Settings
 from app.sizing import ModelShape, estimate
-
-#: Kubernetes' suffixes ("896Mi", "1G") and docker's (lowercase, binary: "896m" is 896 MiB).
-UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "Ki": 1 << 10, "Mi": 1 << 20, "Gi": 1 << 30,
-         "K": 10**3, "M": 10**6, "G": 10**9}
-
-
-def memory_bytes(quantity: str | int) -> int:
-    """A Kubernetes memory quantity or a Compose one, in bytes."""
-    match = re.fullmatch(r"(\d+)([kKmMgG]i?|)", str(quantity).strip())
-    assert match, f"unreadable memory quantity {quantity!r}"
-    number, unit = match.groups()
-    return int(number) * UNITS[unit]
+# A Kubernetes or Compose memory quantity ("896Mi", "896m") in bytes: the worst-load check's parser, re-exported.
+from tests.memory.worst_load import limit_bytes as memory_bytes  # noqa: F401
 
 
 def settings_from_env(env: dict[str, str], model_dir: Path) -> Settings:

@@ -6,10 +6,11 @@ The pipeline's `image-checks` mounts both and sets IMAGE_TARBALL, IMAGE_ROOTFS a
 import importlib.util
 import json
 import os
-import tarfile
 from pathlib import Path
 
 import pytest
+
+from oci_support import read_image
 
 TARBALL, ROOTFS = os.environ.get("IMAGE_TARBALL"), os.environ.get("IMAGE_ROOTFS")
 pytestmark = pytest.mark.skipif(not (TARBALL and ROOTFS), reason="needs the built image (dagger call image-checks)")
@@ -21,14 +22,7 @@ LABELS = ["title", "source", "revision", "version", "created"]
 
 @pytest.fixture(scope="module")
 def config() -> dict:
-    with tarfile.open(TARBALL) as tar:
-        def blob(digest: str) -> dict:
-            return json.load(tar.extractfile(f"blobs/{digest.replace(':', '/')}"))
-
-        node = json.load(tar.extractfile("index.json"))
-        while "manifests" in node:  # index -> (index ->) manifest
-            node = blob(node["manifests"][0]["digest"])
-        return blob(node["config"]["digest"])["config"]
+    return read_image(TARBALL)[0]["config"]
 
 
 @pytest.fixture(scope="module")

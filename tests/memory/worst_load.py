@@ -25,15 +25,21 @@ from concurrent.futures import ThreadPoolExecutor
 
 from app.config import Settings
 
-UNITS = {"Ki": 1 << 10, "Mi": 1 << 20, "Gi": 1 << 30, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "": 1}
+#: Kubernetes' suffixes ("896Mi", "1G") and docker's (lowercase, binary: "896m" is 896 MiB).
+UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "Ki": 1 << 10, "Mi": 1 << 20, "Gi": 1 << 30,
+         "K": 10**3, "M": 10**6, "G": 10**9}
 #: Concurrent clients: more than admission lets in at once (one full request's tokens), so that request bodies
 #: wait and are refused alongside the running one.
 CLIENTS = 6
 WORDS = "the model reads long passages about rivers mountains cities trains music history science".split()
 
 
-def limit_bytes(quantity: str) -> int:
-    number, unit = re.fullmatch(r"(\d+)(Ki|Mi|Gi|k|m|g|)", quantity.strip()).groups()
+def limit_bytes(quantity: str | int) -> int:
+    """A Kubernetes or Compose memory quantity, in bytes."""
+    match = re.fullmatch(r"(\d+)([kKmMgG]i?|)", str(quantity).strip())
+    if not match:
+        raise ValueError(f"unreadable memory quantity {quantity!r}")
+    number, unit = match.groups()
     return int(number) * UNITS[unit]
 
 

@@ -8,28 +8,16 @@ content hash), which is where a cause is found."""
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import tarfile
 
 import pytest
 
+from oci_support import read_image
+
 TARBALLS = [p for p in os.environ.get("IMAGE_TARBALLS", "").split(",") if p]
 pytestmark = pytest.mark.skipif(len(TARBALLS) != 2, reason="needs two builds: dagger call reproducible")
 ENGINE_TIMES = ("created", "history")
-
-
-def image(path: str) -> tuple[dict, list[str]]:
-    """(config, layer blob paths) of the OCI tarball's image."""
-    with tarfile.open(path) as tar:
-        def blob(digest: str) -> dict:
-            return json.load(tar.extractfile(f"blobs/{digest.replace(':', '/')}"))
-
-        node = json.load(tar.extractfile("index.json"))
-        while "manifests" in node:
-            node = blob(node["manifests"][0]["digest"])
-        layers = [f"blobs/{layer['digest'].replace(':', '/')}" for layer in node["layers"]]
-        return blob(node["config"]["digest"]), layers
 
 
 def entries(path: str, blob: str) -> dict[str, tuple]:
@@ -44,7 +32,7 @@ def entries(path: str, blob: str) -> dict[str, tuple]:
 
 @pytest.fixture(scope="module")
 def builds() -> list[tuple[dict, list[str]]]:
-    return [image(p) for p in TARBALLS]
+    return [read_image(p) for p in TARBALLS]
 
 
 def test_same_layers(builds):
