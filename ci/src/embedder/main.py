@@ -13,9 +13,9 @@ from dagger import DefaultPath, Doc, Ignore, dag, field, function, object_type
 
 from . import model as model_stage
 from . import publish as publishing
-from . import browser, deploy, release, runtime, testing
+from . import browser, deploy, prebuilt, release, runtime, testing
 from .ignore import SOURCE_IGNORE
-from .toolchain import PATH, with_apt, with_uv
+from .toolchain import with_apt, with_uv
 
 
 @dagger.enum_type
@@ -59,6 +59,9 @@ class Embedder:
         Doc("build time, seconds since 1970: the created label and every file time (default: the commit's)"),
     ] = None
     nonce: Annotated[str, Doc("any value forces every build step to run again (what `reproducible` does)")] = ""
+    base_ref: Annotated[
+        str, Doc("build on this base from `publish-base` (REF@sha256:…): only the app layer and config are added")
+    ] = ""
 
     def with_nonce(self, ctr: dagger.Container) -> dagger.Container:
         """With a nonce, in the environment of every step that makes image content, so that they run again
@@ -102,14 +105,14 @@ class Embedder:
 
     @function
     async def build(self) -> dagger.Container:
-        """The runtime image: non-root, no compiler, no torch, healthcheck on /ready; it carries its SBOM."""
+        """The runtime image: non-root, no compiler, no torch, healthcheck on /ready; it carries its SBOM. With
+        --base-ref, only the app layer and the config are added to that published base."""
         revision, epoch = await asyncio.gather(self.commit.commit(), self.epoch())
-        image = await self.image(revision, epoch)
-        generator = release.generator(self.tools(), self.source).with_(self.with_nonce)
-        parent, tree = release.sbom_tree(await release.sbom(generator, image, revision, epoch, self.variant.value))
-        return image.with_directory("/", runtime.layer(self.base(), parent, tree, epoch)).with_label(
-            release.SBOM_LABEL, release.SBOM_PATH
-        )
+        if self.base_ref:
+            base = await prebuilt.checked(prebuilt.pull(self.base_ref), self.base_ref, await self.base_inputs())
+        else:
+            base = await self.runtime_base(epoch)
+        return await self.on_base(base, revision, epoch)
 
     @function
     async def sbom(self) -> dagger.File:
@@ -117,15 +120,38 @@ class Embedder:
         packages, the model with its files' sha256. The image carries the same file (label io.embedder.sbom)."""
         return (await self.build()).file(release.SBOM_PATH)
 
-    async def image(self, revision: str, epoch: int) -> dagger.Container:
-        """The runtime image without its SBOM (which is made from it), for the commit ``revision`` built at
-        ``epoch``."""
+    async def base_inputs(self) -> dict[str, str]:
+        """What the published base's content depends on (its content key is their hash)."""
+        return await prebuilt.inputs(self.source, self.base_image, self.uv_image, self.model_repo,
+                                     self.model_revision, self.variant.value)
+
+    async def runtime_base(self, epoch: int) -> dagger.Container:
+        """Everything but app/: base OS, user, model, virtualenv and the runtime config, labelled with its content
+        key; its layers' file times are ``epoch``."""
         path = runtime.model_path(self.model_repo, self.model_revision)
-        pyproject, model = await asyncio.gather(self.source.file("pyproject.toml").contents(), self.model())
-        project = tomllib.loads(pyproject)["project"]
+        model, found = await asyncio.gather(self.model(), self.base_inputs())
         model = runtime.only_variant(model, self.variant.name)
         venv = runtime.virtualenv(self.tools().with_(self.with_nonce), self.source, epoch)
-        app = runtime.app_code(self.tools().with_(self.with_nonce), self.source)
+        ctr = dag.container().from_(self.base_image).with_directory(
+            "/", runtime.layer(self.base(), "/", runtime.user_files(self.base(), epoch), epoch)
+        )
+        # Layers from the least to the most often changed; the app's comes last (on_base).
+        ctr = (
+            ctr.with_label("io.embedder.model.repo", self.model_repo)
+            .with_label("io.embedder.model.revision", self.model_revision)
+            .with_label("io.embedder.model.variant", self.variant.value)
+            .with_directory("/", runtime.layer(self.base(), path, model, epoch))
+            .with_directory("/", runtime.layer(self.base(), runtime.VENV, venv, epoch, exclude=runtime.PRUNE))
+            .with_env_variable("EMBEDDER_MODEL_DIR", path)
+            .with_env_variable("EMBEDDER_VARIANT", self.variant.value)
+            .with_(runtime.with_runtime_config)
+        )
+        return prebuilt.labelled(ctr, found)
+
+    async def on_base(self, base: dagger.Container, revision: str, epoch: int) -> dagger.Container:
+        """The commit's labels and one layer on ``base``: the app code with its bytecode, and the image's SBOM
+        (it names the commit, so it changes with the code)."""
+        project = tomllib.loads(await self.source.file("pyproject.toml").contents())["project"]
         labels = {
             "org.opencontainers.image.title": "embedder",
             "org.opencontainers.image.description": f"{self.model_repo} sentence embeddings over HTTP",
@@ -133,33 +159,15 @@ class Embedder:
             "org.opencontainers.image.revision": revision,
             "org.opencontainers.image.version": project["version"],
             "org.opencontainers.image.created": datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
-            "io.embedder.model.repo": self.model_repo,
-            "io.embedder.model.revision": self.model_revision,
-            "io.embedder.model.variant": self.variant.value,
         }
-        # Every layer added here has its file times clamped to the commit's, parent directories included.
-        ctr = dag.container().from_(self.base_image).with_directory(
-            "/", runtime.layer(self.base(), "/", runtime.user_files(self.base(), epoch), epoch)
-        )
-        for key, value in labels.items():
-            ctr = ctr.with_label(key, value)
-        return (
-            # Layers from the least to the most often changed: a code change rebuilds only the last one.
-            ctr.with_directory("/", runtime.layer(self.base(), path, model, epoch))
-            .with_directory("/", runtime.layer(self.base(), runtime.VENV, venv, epoch, exclude=runtime.PRUNE))
-            .with_directory("/", runtime.layer(self.base(), f"{runtime.APP_HOME}/app", app, epoch))
-            .with_env_variable("PATH", PATH)
-            .with_env_variable("PYTHONPATH", runtime.APP_HOME)
-            .with_env_variable("PYTHONDONTWRITEBYTECODE", "1")
-            .with_env_variable("PYTHONUNBUFFERED", "1")
-            .with_env_variable("EMBEDDER_MODEL_DIR", path)
-            .with_env_variable("EMBEDDER_VARIANT", self.variant.value)
-            .with_env_variable("EMBEDDER_PORT", str(runtime.PORT))
-            .with_workdir(runtime.APP_HOME)
-            .with_exposed_port(runtime.PORT)
-            .with_user(f"{runtime.UID}:{runtime.UID}")
-            .with_entrypoint(["python", "-m", "app"])
-            .with_(runtime.with_healthcheck)
+        for name, value in labels.items():
+            base = base.with_label(name, value)
+        generator = release.generator(self.tools(), self.source).with_(self.with_nonce)
+        sbom = await release.sbom(generator, base, revision, epoch, self.variant.value)
+        app = runtime.app_code(self.tools().with_(self.with_nonce), self.source)
+        top = release.with_sbom(runtime.app_tree(app), sbom)
+        return base.with_directory("/", runtime.layer(self.base(), "/", top, epoch)).with_label(
+            release.SBOM_LABEL, release.SBOM_PATH
         )
 
     @function
@@ -253,10 +261,22 @@ class Embedder:
         return await testing.publish_check(self.tools(), await self.build(), self.registry_image)
 
     @function(cache="never")
+    @dagger.check
+    async def base_check(self) -> str:
+        """Publish the base to a registry:2 with auth and build on it as --base-ref does: the result has the base's
+        layers plus one (the full build's layers) and serves; a base of other inputs is refused, naming them."""
+        lock = await self.source.file("uv.lock").contents()
+        others = {  # a checkout that differs in one input, by the input's name
+            "variant": dataclasses.replace(self, variant=next(v for v in Variant if v != self.variant)),
+            "uv.lock": dataclasses.replace(self, source=self.source.with_new_file("uv.lock", lock + "\n")),
+        }
+        return await testing.base_check(self, others)
+
+    @function(cache="never")
     async def test(
         self, size_budget_mb: Annotated[int, Doc("largest acceptable image size, MB uncompressed")] = 450
     ) -> str:
-        """Everything: unit suite, image, publish, integration, fleet, docs, manifest, memory and SBOM checks.
+        """Everything: unit suite, image, publish, integration, fleet, docs, manifest, memory, SBOM and base checks.
         Fails if any fails."""
         parts = {
             "unit": self.unit_tests(),
@@ -268,22 +288,9 @@ class Embedder:
             "manifests": self.manifest_check(),
             "memory": self.memory_check(),
             "sbom": self.sbom_check(),
+            "base": self.base_check(),
         }
-        results = await asyncio.gather(*parts.values(), return_exceptions=True)
-        report, failed = [], []
-        for name, result in zip(parts, results):
-            if isinstance(result, BaseException):
-                failed.append(name)
-                if isinstance(result, dagger.ExecError):
-                    text = f"{result.stdout}\n{result.stderr[-2000:]}"
-                else:
-                    text = str(result)
-                report.append(f"== {name}: FAILED\n{text}")
-            else:
-                report.append(f"== {name}: ok\n{result.strip()}")
-        if failed:
-            raise RuntimeError("\n".join(report) + f"\nfailed: {', '.join(failed)}")
-        return "\n".join(report) + "\n"
+        return testing.report(parts.keys(), await asyncio.gather(*parts.values(), return_exceptions=True))
 
     @function(cache="never")
     async def reproducible(self) -> str:
@@ -319,3 +326,25 @@ class Embedder:
         refs = await publishing.push(image, address, tags, username, password)
         sbom = f"SBOM (CycloneDX): {release.SBOM_PATH} in the image (label {release.SBOM_LABEL}); `dagger call sbom`"
         return "\n".join([*refs, sbom]) + "\n"
+
+    @function
+    async def base_key(self) -> str:
+        """The content key of this checkout's base (the tag `publish-base` gives it: its first 16 digits), then
+        the inputs it is computed from."""
+        found = await self.base_inputs()
+        return f"{prebuilt.key(found)}\n" + "".join(f"{name}: {value}\n" for name, value in found.items())
+
+    @function(cache="never")
+    async def publish_base(
+        self,
+        address: Annotated[str, Doc("base address without tag, e.g. registry.example.com/team/embedder-base")],
+        username: Annotated[str, Doc("registry user (none: a registry without login)")] = "",
+        password: Annotated[dagger.Secret | None, Doc("registry password or token")] = None,
+    ) -> str:
+        """Push the base for code-only builds (everything but app/: OS, user, virtualenv, model, runtime config)
+        tagged with its content key, and with the key and today's date; prints each REF@sha256 and the key.
+        `dagger call --base-ref REF@sha256:… build` then adds only the app layer."""
+        base, found = await asyncio.gather(self.runtime_base(await self.epoch()), self.base_inputs())
+        tags = prebuilt.tags(found, datetime.now(UTC).strftime("%Y%m%d"))
+        refs = await publishing.push(base, address, tags, username, password)
+        return "\n".join([*refs, f"key: {prebuilt.key(found)}"]) + "\n"

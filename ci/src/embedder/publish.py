@@ -15,10 +15,13 @@ def registry_host(address: str) -> str:
     return first if ("." in first or ":" in first or first == "localhost") else "docker.io"
 
 
-async def push(ctr: dagger.Container, address: str, tags: list[str], username: str, password: dagger.Secret,
-               registry: dagger.Service | None = None) -> list[str]:
-    """Push every tag; the first failure raises, and nothing after it is pushed."""
-    ctr = ctr.with_registry_auth(registry_host(address), username, password)
+async def push(ctr: dagger.Container, address: str, tags: list[str], username: str = "",
+               password: dagger.Secret | None = None, registry: dagger.Service | None = None) -> list[str]:
+    """Push every tag (with credentials, if given); the first failure raises, and nothing after it is pushed."""
+    if bool(username) != (password is not None):
+        raise ValueError("pass both --username and --password, or neither (for a registry without login)")
+    if password is not None:
+        ctr = ctr.with_registry_auth(registry_host(address), username, password)
     return [await ctr.publish(f"{address}:{tag}", registry_service=registry) for tag in tags]
 
 
@@ -32,15 +35,15 @@ async def htpasswd(tools: dagger.Container, user: str, password: dagger.Secret) 
     )
 
 
-def registry(registry_image: str, htpasswd_line: str) -> dagger.Service:
+def registry(registry_image: str, htpasswd_line: str, port: int = REGISTRY_PORT) -> dagger.Service:
     return (
         dag.container().from_(registry_image)
         .with_new_file("/auth/htpasswd", htpasswd_line)
         .with_env_variable("REGISTRY_AUTH", "htpasswd")
         .with_env_variable("REGISTRY_AUTH_HTPASSWD_REALM", "embedder-test")
         .with_env_variable("REGISTRY_AUTH_HTPASSWD_PATH", "/auth/htpasswd")
-        .with_env_variable("REGISTRY_HTTP_ADDR", f":{REGISTRY_PORT}")
-        .with_exposed_port(REGISTRY_PORT)
+        .with_env_variable("REGISTRY_HTTP_ADDR", f":{port}")
+        .with_exposed_port(port)
         .as_service(use_entrypoint=True)
     )
 

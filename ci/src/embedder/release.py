@@ -1,10 +1,6 @@
 """Release evidence: the image's CycloneDX SBOM (release/sbom.py, run on the image's filesystem)."""
 
-import posixpath
-
 import dagger
-from dagger import dag
-
 from .toolchain import PATH, WORKDIR, with_project_files
 
 #: Where the image carries its SBOM, and the label that says so.
@@ -43,7 +39,6 @@ async def sbom(generator: dagger.Container, image: dagger.Container, commit: str
     )
 
 
-def sbom_tree(file: dagger.File) -> tuple[str, dagger.Directory]:
-    """(parent path, directory holding the SBOM under its name), to add as a layer."""
-    parent, name = posixpath.split(SBOM_PATH)
-    return parent, dag.directory().with_file(name, file)
+def with_sbom(tree: dagger.Directory, file: dagger.File) -> dagger.Directory:
+    """``tree`` (to merge at /) with the SBOM at its place."""
+    return tree.with_file(SBOM_PATH.lstrip("/"), file)

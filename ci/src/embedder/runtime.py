@@ -3,7 +3,7 @@
 import dagger
 from dagger import dag
 
-from .toolchain import VENV, with_project_files
+from .toolchain import PATH, VENV, with_project_files
 
 APP_HOME = "/srv/embedder"
 MODELS = "/opt/models"
@@ -59,6 +59,11 @@ def app_code(tools: dagger.Container, source: dagger.Directory) -> dagger.Direct
     )
 
 
+def app_tree(app: dagger.Directory) -> dagger.Directory:
+    """The compiled app at its place in a tree to merge at /."""
+    return dag.directory().with_directory(f"{APP_HOME}/app".lstrip("/"), app)
+
+
 def model_path(repo: str, revision: str) -> str:
     return f"{MODELS}/{repo.replace('/', '--')}/{revision}"
 
@@ -111,4 +116,20 @@ def with_healthcheck(ctr: dagger.Container) -> dagger.Container:
     return ctr.with_docker_healthcheck(
         ["python", "-m", "app.healthcheck"], interval="10s", timeout="3s", start_period="60s",
         start_interval="1s", retries=3,
+    )
+
+
+def with_runtime_config(ctr: dagger.Container) -> dagger.Container:
+    """How the image runs: environment, working directory, port, user, entrypoint and healthcheck."""
+    return (
+        ctr.with_env_variable("PATH", PATH)
+        .with_env_variable("PYTHONPATH", APP_HOME)
+        .with_env_variable("PYTHONDONTWRITEBYTECODE", "1")
+        .with_env_variable("PYTHONUNBUFFERED", "1")
+        .with_env_variable("EMBEDDER_PORT", str(PORT))
+        .with_workdir(APP_HOME)
+        .with_exposed_port(PORT)
+        .with_user(f"{UID}:{UID}")
+        .with_entrypoint(["python", "-m", "app"])
+        .with_(with_healthcheck)
     )

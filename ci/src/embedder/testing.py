@@ -1,5 +1,6 @@
 """Test containers: the unit suite, integration tests against the image as a service, image checks."""
 
+import asyncio
 import hashlib
 import secrets
 from collections.abc import Callable
@@ -7,7 +8,7 @@ from collections.abc import Callable
 import dagger
 from dagger import dag
 
-from . import publish
+from . import prebuilt, publish
 from .runtime import PORT
 from .toolchain import PATH, WORKDIR, with_project_files
 
@@ -19,7 +20,7 @@ REDIS_CONF = "/run/secrets/redis.conf"
 GATE_PORT, GATE_CONTROL_PORT = 6380, 8080
 #: tests/ folders that need more than the unit runner (the image, services, a browser, rendered manifests):
 #: each has its own check, and the unit suite leaves them out.
-CHECK_SUITES = ("integration", "image", "fleet", "docs", "deploy", "memory", "reproducible", "release")
+CHECK_SUITES = ("integration", "image", "fleet", "docs", "deploy", "memory", "reproducible", "release", "base")
 
 
 def runner(tools: dagger.Container, source: dagger.Directory, model: dagger.Directory,
@@ -156,3 +157,50 @@ async def publish_check(tools: dagger.Container, image: dagger.Container, regist
         await svc.stop()
     return (f"publish: wrong password rejected ({rejected[:120]}), registry left empty; "
             f"right password pushed {ref}, registry digest matches")
+
+
+async def base_check(embedder, others: dict) -> str:
+    """`embedder`'s base pushed to a registry:2 with auth and pulled back; the image built on it (as --base-ref
+    builds) checked by tests/base against the base and the full build, and served; each of ``others`` (name of
+    the input it changes -> an Embedder) refused, its name in the refusal."""
+    revision, epoch = await asyncio.gather(embedder.commit.commit(), embedder.epoch())
+    base, here = await asyncio.gather(embedder.runtime_base(epoch), embedder.base_inputs())
+    user, password = "ci", dag.set_secret(f"base-registry-{secrets.token_hex(4)}", secrets.token_urlsafe(24))
+    line = await publish.htpasswd(embedder.tools(), user, password)
+    svc = await publish.registry(embedder.registry_image, line, prebuilt.CHECK_PORT).start()
+    address = f"localhost:{prebuilt.CHECK_PORT}/embedder-base"
+    try:
+        (ref,) = await publish.push(base, address, prebuilt.tags(here, "check")[1:], user, password, svc)
+        pulled = dag.container().with_registry_auth(publish.registry_host(address), user, password).from_(
+            ref, registry_service=svc)
+        image = await embedder.on_base(await prebuilt.checked(pulled, ref, here), revision, epoch)
+        refusals = {name: await prebuilt.refusal(pulled, ref, await other.base_inputs())
+                    for name, other in others.items()}
+        unnamed = [name for name, text in refusals.items() if name not in text]
+        assert not unnamed, f"refusals that do not name what differs: {refusals}"
+        ctr = runner(embedder.tools(), embedder.source, await embedder.model())
+        for name, built in {"base": pulled, "on_base": image, "full": await embedder.build()}.items():
+            ctr = ctr.with_mounted_file(f"/images/{name}.tar", built.as_tarball()).with_env_variable(
+                f"{name.upper()}_TARBALL", f"/images/{name}.tar")
+        out = await pytest(with_service(ctr, image, embedder.variant.name), "-s", "tests/base")
+    finally:
+        await svc.stop()
+    return out + f"pushed and pulled {ref}\n" + "".join(f"refused ({n}): {t}\n" for n, t in refusals.items())
+
+
+def report(names, results) -> str:
+    """One section per part, in order; raises with all of them if any failed."""
+    sections, failed = [], []
+    for name, result in zip(names, results):
+        if isinstance(result, BaseException):
+            failed.append(name)
+            if isinstance(result, dagger.ExecError):
+                text = f"{result.stdout}\n{result.stderr[-2000:]}"
+            else:
+                text = str(result)
+            sections.append(f"== {name}: FAILED\n{text}")
+        else:
+            sections.append(f"== {name}: ok\n{result.strip()}")
+    if failed:
+        raise RuntimeError("\n".join(sections) + f"\nfailed: {', '.join(failed)}")
+    return "\n".join(sections) + "\n"
