@@ -60,7 +60,9 @@ class Embedder:
     ] = None
     nonce: Annotated[str, Doc("any value forces every build step to run again (what `reproducible` does)")] = ""
     base_ref: Annotated[
-        str, Doc("build on this base from `publish-base` (REF@sha256:…): only the app layer and config are added")
+        str,
+        Doc("build on a base from `publish-base`, REF@sha256:… (or a bare REF: the tag of this checkout's key); "
+            "only the app layer and config are added"),
     ] = ""
 
     def with_nonce(self, ctr: dagger.Container) -> dagger.Container:
@@ -109,7 +111,9 @@ class Embedder:
         --base-ref, only the app layer and the config are added to that published base."""
         revision, epoch = await asyncio.gather(self.commit.commit(), self.epoch())
         if self.base_ref:
-            base = await prebuilt.checked(prebuilt.pull(self.base_ref), self.base_ref, await self.base_inputs())
+            here = await self.base_inputs()
+            ref = prebuilt.with_key_tag(self.base_ref, here)
+            base = await prebuilt.checked(prebuilt.pull(ref), ref, here)
         else:
             base = await self.runtime_base(epoch)
         return await self.on_base(base, revision, epoch)
@@ -152,15 +156,7 @@ class Embedder:
         """The commit's labels and one layer on ``base``: the app code with its bytecode, and the image's SBOM
         (it names the commit, so it changes with the code)."""
         project = tomllib.loads(await self.source.file("pyproject.toml").contents())["project"]
-        labels = {
-            "org.opencontainers.image.title": "embedder",
-            "org.opencontainers.image.description": f"{self.model_repo} sentence embeddings over HTTP",
-            "org.opencontainers.image.source": project.get("urls", {}).get("Source", ""),
-            "org.opencontainers.image.revision": revision,
-            "org.opencontainers.image.version": project["version"],
-            "org.opencontainers.image.created": datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
-        }
-        for name, value in labels.items():
+        for name, value in runtime.oci_labels(project, self.model_repo, revision, epoch).items():
             base = base.with_label(name, value)
         generator = release.generator(self.tools(), self.source).with_(self.with_nonce)
         sbom = await release.sbom(generator, base, revision, epoch, self.variant.value)
@@ -228,12 +224,8 @@ class Embedder:
     async def sbom_check(self) -> str:
         """tests/release/: the SBOM the image carries validates against CycloneDX's schema, lists what the image
         holds, and every Python distribution's and the model's license passes the gate (release/licenses.toml)."""
-        image = await self.build()
         ctr = testing.runner(self.tools(), self.source, await self.model(), groups=("test", "release"))
-        ctr = ctr.with_mounted_file("/sbom.cdx.json", image.file(release.SBOM_PATH)).with_env_variable(
-            "SBOM", "/sbom.cdx.json"
-        ).with_mounted_directory("/image", image.rootfs()).with_env_variable("IMAGE_ROOTFS", "/image")
-        ctr = ctr.with_env_variable("SBOM_LABEL", await image.label(release.SBOM_LABEL))
+        ctr = await release.with_image_sbom(ctr, await self.build())
         return await testing.pytest(ctr, "-s", "tests/release")
 
     @function
@@ -300,12 +292,8 @@ class Embedder:
         for the times the engine writes at export (created, history). Prints both sets. Not part of test."""
         builds = [dataclasses.replace(self, nonce=secrets.token_hex(8)) for _ in range(2)]
         first, second = await asyncio.gather(*(b.build() for b in builds))
-        ctr = (
-            testing.runner(self.tools(), self.source, await self.model())
-            .with_mounted_file("/images/first.tar", first.as_tarball())
-            .with_mounted_file("/images/second.tar", second.as_tarball())
-            .with_env_variable("IMAGE_TARBALLS", "/images/first.tar,/images/second.tar")
-        )
+        ctr = testing.with_tarballs(testing.runner(self.tools(), self.source, await self.model()),
+                                    "IMAGE_TARBALLS", first, second)
         return await testing.pytest(ctr, "-s", "tests/reproducible")
 
     @function(cache="never")

@@ -85,6 +85,12 @@ def labelled(base: dagger.Container, found: dict[str, str]) -> dagger.Container:
     return base.with_label(KEY_LABEL, key(found)).with_label(INPUTS_LABEL, json.dumps(found, sort_keys=True))
 
 
+def with_key_tag(ref: str, found: dict[str, str]) -> str:
+    """REF@sha256:… and REF:TAG as given; a bare repository gets the tag of this checkout's key, the base that
+    `publish-base` pushed for the same inputs."""
+    return ref if "@" in ref or ":" in ref.rsplit("/", 1)[-1] else f"{ref}:{key(found)[:TAG_DIGITS]}"
+
+
 def pull(ref: str, registry: dagger.Service | None = None) -> dagger.Container:
     """The published base (credentials, if any, come from with_registry_auth on the same host)."""
     return dag.container().from_(ref, registry_service=registry)
@@ -92,7 +98,13 @@ def pull(ref: str, registry: dagger.Service | None = None) -> dagger.Container:
 
 async def checked(base: dagger.Container, ref: str, here: dict[str, str]) -> dagger.Container:
     """``base`` if its content key is this checkout's; else a ValueError naming every input that differs."""
-    published_key, published = await base.label(KEY_LABEL), await base.label(INPUTS_LABEL)
+    try:
+        published_key, published = await base.label(KEY_LABEL), await base.label(INPUTS_LABEL)
+    except dagger.QueryError as e:
+        raise ValueError(
+            f"cannot pull the base {ref}: {str(e).splitlines()[0]}. If no base of this checkout's inputs is "
+            "published yet, run `dagger call publish-base --address …` first (and log in if the registry needs it)."
+        ) from e
     if not published_key or not published:
         raise ValueError(f"{ref} carries no {KEY_LABEL} label: it is not a base from `dagger call publish-base`")
     if published_key == key(here):

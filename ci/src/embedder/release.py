@@ -42,3 +42,12 @@ async def sbom(generator: dagger.Container, image: dagger.Container, commit: str
 def with_sbom(tree: dagger.Directory, file: dagger.File) -> dagger.Directory:
     """``tree`` (to merge at /) with the SBOM at its place."""
     return tree.with_file(SBOM_PATH.lstrip("/"), file)
+
+
+async def with_image_sbom(ctr: dagger.Container, image: dagger.Container) -> dagger.Container:
+    """For tests/release: the SBOM ``image`` carries (SBOM), its root filesystem (IMAGE_ROOTFS) and its label."""
+    return (
+        ctr.with_mounted_file("/sbom.cdx.json", image.file(SBOM_PATH)).with_env_variable("SBOM", "/sbom.cdx.json")
+        .with_mounted_directory(ROOTFS, image.rootfs()).with_env_variable("IMAGE_ROOTFS", ROOTFS)
+        .with_env_variable("SBOM_LABEL", await image.label(SBOM_LABEL))
+    )

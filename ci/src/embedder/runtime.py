@@ -1,5 +1,7 @@
 """The slim runtime image: a uv-built virtualenv, the app and the model directory on the base image."""
 
+from datetime import UTC, datetime
+
 import dagger
 from dagger import dag
 
@@ -133,3 +135,15 @@ def with_runtime_config(ctr: dagger.Container) -> dagger.Container:
         .with_entrypoint(["python", "-m", "app"])
         .with_(with_healthcheck)
     )
+
+
+def oci_labels(project: dict, model_repo: str, revision: str, epoch: int) -> dict[str, str]:
+    """The image's OCI labels for pyproject's [project], the commit ``revision`` and the build time ``epoch``."""
+    return {
+        "org.opencontainers.image.title": "embedder",
+        "org.opencontainers.image.description": f"{model_repo} sentence embeddings over HTTP",
+        "org.opencontainers.image.source": project.get("urls", {}).get("Source", ""),
+        "org.opencontainers.image.revision": revision,
+        "org.opencontainers.image.version": project["version"],
+        "org.opencontainers.image.created": datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+    }

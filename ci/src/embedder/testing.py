@@ -125,6 +125,14 @@ def with_image(ctr: dagger.Container, image: dagger.Container, size_budget_mb: i
     )
 
 
+def with_tarballs(ctr: dagger.Container, env: str, *images: dagger.Container) -> dagger.Container:
+    """Each image's OCI tarball mounted, their paths in ``env`` (comma-separated)."""
+    paths = [f"/images/{n}.tar" for n in range(len(images))]
+    for path, image in zip(paths, images):
+        ctr = ctr.with_mounted_file(path, image.as_tarball())
+    return ctr.with_env_variable(env, ",".join(paths))
+
+
 def with_service(ctr: dagger.Container, image: dagger.Container, variant: str) -> dagger.Container:
     return (
         ctr.with_service_binding(SERVICE_ALIAS, image.as_service(use_entrypoint=True))
@@ -170,7 +178,8 @@ async def base_check(embedder, others: dict) -> str:
     svc = await publish.registry(embedder.registry_image, line, prebuilt.CHECK_PORT).start()
     address = f"localhost:{prebuilt.CHECK_PORT}/embedder-base"
     try:
-        (ref,) = await publish.push(base, address, prebuilt.tags(here, "check")[1:], user, password, svc)
+        pushed = await publish.push(base, address, prebuilt.tags(here, "check"), user, password, svc)
+        ref = prebuilt.with_key_tag(address, here)  # a bare repository: the tag of this checkout's key
         pulled = dag.container().with_registry_auth(publish.registry_host(address), user, password).from_(
             ref, registry_service=svc)
         image = await embedder.on_base(await prebuilt.checked(pulled, ref, here), revision, epoch)
@@ -185,7 +194,7 @@ async def base_check(embedder, others: dict) -> str:
         out = await pytest(with_service(ctr, image, embedder.variant.name), "-s", "tests/base")
     finally:
         await svc.stop()
-    return out + f"pushed and pulled {ref}\n" + "".join(f"refused ({n}): {t}\n" for n, t in refusals.items())
+    return out + "pushed " + ", ".join(pushed) + f"; built on {ref}\n" + "".join(f"refused ({n}): {t}\n" for n, t in refusals.items())
 
 
 def report(names, results) -> str:
