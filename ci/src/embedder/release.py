@@ -10,10 +10,11 @@ ROOTFS = "/image"
 
 
 def generator(tools: dagger.Container, source: dagger.Directory) -> dagger.Container:
-    """The release group (cyclonedx-python-lib, python-debian) and release/, with uv.lock for the hashes."""
+    """The release group alone (cyclonedx-python-lib, python-debian; not the service's dependencies, which a build
+    on a published base never installs) and release/, with uv.lock for the hashes."""
     return (
         tools.with_(with_project_files(source))
-        .with_exec(["uv", "sync", "--no-dev", "--no-default-groups", "--group", "release", "--no-install-project"])
+        .with_exec(["uv", "sync", "--only-group", "release", "--no-install-project"])
         .with_env_variable("PATH", PATH)
         .with_directory(f"{WORKDIR}/release", source.directory("release"))
     )
