@@ -1,4 +1,4 @@
-"""embedder: sentence embeddings (all-MiniLM-L6-v2) on ONNX Runtime.
+"""embedder: sentence embeddings on ONNX Runtime, from an exported model directory (app.embedding_meta).
 
 Kept import-light on purpose: `app.export` (the model stage, with torch) and the service share this package.
 """

@@ -1,11 +1,15 @@
 """Optional embedding cache shared by replicas, in Redis (README, "Embedding cache").
 
-* Key: ``embedder:<model key>:<sha256 of the text>``. The model key hashes what decides a vector:
-  the served ONNX file's and the tokenizer's sha256 from model.lock.json and max_seq_length (the
-  truncation), so a re-export, another variant or another model never reads stale vectors.
+* Key: ``embedder:<model key>:<sha256 of the text>``, or for a text embedded with a prompt
+  (app.prompts) ``embedder:<model key>:p<sha256 of the prompt, 16 bytes>:<sha256 of the text>``,
+  so prompted and unprompted vectors of a text never mix. The model key hashes what decides a
+  vector: the served ONNX file's and the tokenizer's sha256 from model.lock.json and
+  max_seq_length (the truncation), so a re-export, another variant or another model never reads
+  stale vectors.
 * Value: the text's token count before truncation (uint32: usage figures, and the 413 that
   ``truncate: false`` owes a text over the limit) and the float32 vector *before* normalization,
-  little-endian; requests that normalize and requests that do not share entries.
+  little-endian; requests that normalize and requests that do not share entries. With a prompt,
+  the token count is that of prompt + text (what the model saw).
 * One ``MGET`` per request for its lookups; misses go through the batcher; their writes are one
   pipelined ``SET ... EX`` sent in the background, so they never delay the response.
 * Redis down, slow or refusing: every call is bounded by ``timeout_s`` (no retries), a failure
@@ -83,10 +87,17 @@ class EmbeddingCache:
     def degraded(self) -> bool:
         return self._clock() < self._open_until
 
-    def key(self, text: str) -> bytes:
-        return self._prefix + hashlib.sha256(text.encode("utf-8", "surrogatepass")).digest()
+    def key(self, text: str, prompt: str = "") -> bytes:
+        """The key of text embedded with prompt ("" = none); never equal to the key of another pair."""
+        digest = hashlib.sha256(text.encode("utf-8", "surrogatepass")).digest()
+        if not prompt:
+            return self._prefix + digest
+        tag = hashlib.sha256(prompt.encode("utf-8", "surrogatepass")).digest()[:16]
+        return self._prefix + b"p" + tag + b":" + digest
 
-    async def get_many(self, texts: Sequence[str], dims: int) -> list[tuple[np.ndarray, int] | None]:
+    async def get_many(
+        self, texts: Sequence[str], dims: int, prompt: str = ""
+    ) -> list[tuple[np.ndarray, int] | None]:
         """Cached (unnormalized vector, tokens) per text, None for a miss; all None when Redis fails."""
         if self.degraded:
             self._metrics.cache_skipped.inc(len(texts))
@@ -94,7 +105,7 @@ class EmbeddingCache:
         started = time.perf_counter()
         try:
             async with asyncio.timeout(self.timeout_s):
-                raws = await self._redis.mget([self.key(t) for t in texts])
+                raws = await self._redis.mget([self.key(t, prompt) for t in texts])
         except (RedisError, OSError, TimeoutError) as exc:
             self._failed("read", exc)
             return [None] * len(texts)
@@ -107,21 +118,21 @@ class EmbeddingCache:
         self._metrics.cache_misses.inc(len(found) - hits)
         return found
 
-    def put_many(self, entries: Sequence[tuple[str, np.ndarray, int]]) -> None:
-        """Store entries in the background (the response does not wait for it)."""
+    def put_many(self, entries: Sequence[tuple[str, np.ndarray, int]], prompt: str = "") -> None:
+        """Store (text, vector, tokens) entries of texts embedded with prompt, in the background."""
         if not entries or self.degraded:
             return
-        task = asyncio.get_running_loop().create_task(self._put(entries))
+        task = asyncio.get_running_loop().create_task(self._put(entries, prompt))
         self._writes.add(task)
         task.add_done_callback(self._writes.discard)
 
-    async def _put(self, entries: Sequence[tuple[str, np.ndarray, int]]) -> None:
+    async def _put(self, entries: Sequence[tuple[str, np.ndarray, int]], prompt: str) -> None:
         started = time.perf_counter()
         try:
             async with asyncio.timeout(self.timeout_s):
                 async with self._redis.pipeline(transaction=False) as pipe:
                     for text, vector, tokens in entries:
-                        pipe.set(self.key(text), encode(vector, tokens), ex=self.ttl_s or None)
+                        pipe.set(self.key(text, prompt), encode(vector, tokens), ex=self.ttl_s or None)
                     await pipe.execute()
         except (RedisError, OSError, TimeoutError) as exc:
             self._failed("write", exc)

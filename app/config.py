@@ -21,7 +21,7 @@ LogLevel = Literal["debug", "info", "warning", "error", "critical"]
 #: ONNX file of each variant, relative to the model directory.
 VARIANT_FILES: dict[str, str] = {"fp32": "onnx/model.onnx", "int8": "onnx/model_int8.onnx"}
 #: Files the service reads besides the ONNX model.
-REQUIRED_FILES = ("model.lock.json", "tokenizer.json", "sentence_bert_config.json")
+REQUIRED_FILES = ("model.lock.json", "tokenizer.json", "embedding.json")
 
 
 class Settings(BaseSettings):
@@ -169,7 +169,7 @@ class Settings(BaseSettings):
     @model_validator(mode="after")
     def _check_model_dir(self) -> Settings:
         root = self.model_dir
-        hint = "build it with `python -m app.export` and point EMBEDDER_MODEL_DIR at it"
+        hint = "build it with `dagger call model` (or `python -m app.export`) and point EMBEDDER_MODEL_DIR at it"
         if not root.is_dir():
             raise ValueError(f"model_dir {str(root)!r} is not a directory; {hint}")
         needed = [*REQUIRED_FILES, VARIANT_FILES[self.variant]]

@@ -42,6 +42,12 @@ class InputTooLarge(ServiceError):
     code = "input_too_large"
 
 
+class UnknownPrompt(ServiceError):
+    """prompt_name names no prompt of the model (or the model has none)."""
+
+    code = "unknown_prompt"
+
+
 class ModelNotFound(ServiceError):
     status = 404
     code = "model_not_found"

@@ -16,6 +16,7 @@ from mcp.server.streamable_http_manager import StreamableHTTPASGIApp
 from pydantic import BaseModel, Field
 from starlette.routing import Route
 
+from app.embedding_meta import EmbeddingMeta
 from app.errors import ServiceError
 from app.schemas import check_texts
 from app.service import EmbeddingService
@@ -42,14 +43,25 @@ def _texts(value: object, field: str) -> list[str]:
     return [value] if isinstance(value, str) else list(value)  # type: ignore[arg-type]
 
 
+def _prompts_note(meta: EmbeddingMeta) -> str:
+    """One sentence on the model's prompts, for the instructions and the embed tool."""
+    if not meta.prompts:
+        return "The model defines no prompts. "
+    names = ", ".join(repr(n) for n in meta.prompts)
+    default = f"; {meta.default_prompt_name!r} applies when none is named" if meta.default_prompt_name else ""
+    return f"Prompts (embed's prompt_name): {names}{default}. "
+
+
 def build_mcp(service: EmbeddingService) -> tuple[MCPServer, Route]:
     """The MCP server and the ``/mcp`` route serving it (its session manager not yet run)."""
-    info = service.info
+    info, meta = service.info, service.info.meta
+    prompts = _prompts_note(meta)
     mcp = MCPServer(
         name="embedder",
         title="Sentence embeddings",
         instructions=(
-            f"Embeds text with {info.repo} (revision {info.revision[:12]}, {info.variant}). "
+            f"Embeds text with {info.repo} (revision {info.revision[:12]}, {info.variant}, "
+            f"{meta.dimensions} dimensions). {prompts}"
             "Use `similarity` to rank texts against a query, `embed` for raw vectors."
         ),
         log_level=service.settings.log_level.upper(),  # type: ignore[arg-type]
@@ -59,13 +71,19 @@ def build_mcp(service: EmbeddingService) -> tuple[MCPServer, Route]:
         name="embed",
         description=(
             f"Embed one text or a list of texts with {info.repo}. Returns one vector per text "
-            "(L2-normalized unless normalize is false)."
+            f"({'L2-normalized' if meta.normalize else 'not normalized'} unless normalize says otherwise). "
+            + prompts
         ),
     )
     async def embed(
         inputs: Annotated[str | list[str], Field(description="A text or a list of texts.")],
-        normalize: bool = True,
+        normalize: Annotated[
+            bool | None, Field(description="L2-normalize each vector; unset = what the model does.")
+        ] = None,
         truncate: bool = True,
+        prompt_name: Annotated[
+            str | None, Field(description="One of the model's prompts, prepended to every text.")
+        ] = None,
     ) -> EmbedToolResult:
         texts = _texts(inputs, "inputs")
         try:
@@ -75,6 +93,7 @@ def build_mcp(service: EmbeddingService) -> tuple[MCPServer, Route]:
                 truncate=truncate,
                 field="inputs",
                 single=isinstance(inputs, str),
+                prompt_name=prompt_name,
             )
         except ServiceError as exc:
             raise ToolError(exc.message) from exc

@@ -1,8 +1,9 @@
 """The model: a `tokenizers` tokenizer and an ONNX Runtime session (no torch).
 
-The model directory is the contract written by ``python -m app.export``: the ONNX
-graph outputs ``sentence_embedding`` (mean-pooled, not normalized) for int64
-``input_ids`` / ``attention_mask`` / ``token_type_ids`` of shape [batch, seq].
+The model directory is the contract written by ``python -m app.export``: the ONNX graph outputs
+``sentence_embedding`` (pooled, dense layers applied, not normalized) for the int64 inputs that
+``embedding.json`` lists (app.embedding_meta), of shape [batch, seq]. Everything model-specific
+(width, token limit, inputs, padding id, normalization, prompts) comes from that file.
 """
 
 from __future__ import annotations
@@ -16,11 +17,15 @@ from pathlib import Path
 import numpy as np
 
 from app.config import Settings
+from app.embedding_meta import NAME as META_NAME
+from app.embedding_meta import EmbeddingMeta, EmbeddingMetaError
 from app.lock import Lock
 
 log = logging.getLogger(__name__)
 
 OUTPUT_NAME = "sentence_embedding"
+#: ONNX inputs the service knows how to feed, from token ids and the attention mask.
+FEEDABLE = ("input_ids", "attention_mask", "token_type_ids")
 
 
 class ModelIntegrityError(RuntimeError):
@@ -36,27 +41,44 @@ class ModelInfo:
     variant: str
     max_seq_length: int
     files: dict[str, dict]
+    meta: EmbeddingMeta
 
     @property
     def name(self) -> str:
         return self.repo.rsplit("/", 1)[-1]
 
+    def describe(self) -> dict:
+        """Name, width, token limit, normalization and prompts (for /ready and /v1/models)."""
+        meta = self.meta
+        return {
+            "name": self.name,
+            "dimensions": meta.dimensions,
+            "max_seq_length": meta.max_seq_length,
+            "normalize": meta.normalize,
+            "prompts": meta.prompts,
+            "default_prompt_name": meta.default_prompt_name,
+        }
+
     @classmethod
     def read(cls, model_dir: Path, variant: str) -> ModelInfo:
         try:
+            meta = EmbeddingMeta.read(model_dir)
+        except EmbeddingMetaError as exc:
+            raise ModelIntegrityError(str(exc)) from exc
+        try:
             lock = json.loads((model_dir / "model.lock.json").read_text(encoding="utf-8"))
-            st_config = json.loads((model_dir / "sentence_bert_config.json").read_text(encoding="utf-8"))
             return cls(
                 repo=str(lock["repo"]),
                 revision=str(lock["revision"]),
                 variant=variant,
-                max_seq_length=int(st_config.get("max_seq_length", 256)),
+                max_seq_length=meta.max_seq_length,
                 files=dict(lock.get("files", {})),
+                meta=meta,
             )
         except (OSError, ValueError, KeyError, TypeError) as exc:
             raise ModelIntegrityError(
-                f"cannot read the model description in {model_dir} (model.lock.json, "
-                f"sentence_bert_config.json): {type(exc).__name__}: {exc}"
+                f"cannot read {model_dir / 'model.lock.json'}: {type(exc).__name__}: {exc}; "
+                "re-export the model directory with `dagger call model`"
             ) from exc
 
 
@@ -80,10 +102,10 @@ class EmbeddingModel:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.info = ModelInfo.read(settings.model_dir, settings.variant)
-        self.dimensions: int | None = None
+        self.meta = self.info.meta
+        self.dimensions: int = self.meta.dimensions
         self._tokenizer = None
         self._session = None
-        self._input_names: tuple[str, ...] = ()
 
     @property
     def loaded(self) -> bool:
@@ -96,7 +118,8 @@ class EmbeddingModel:
         s = self.settings
         onnx_rel = str(s.onnx_path.relative_to(s.model_dir))
         if s.verify_model:
-            Lock(self.info.repo, self.info.revision, self.info.files).verify(s.model_dir, ["tokenizer.json", onnx_rel])
+            used = ["tokenizer.json", onnx_rel] + ([META_NAME] if META_NAME in self.info.files else [])
+            Lock(self.info.repo, self.info.revision, self.info.files).verify(s.model_dir, used)
         tokenizer = Tokenizer.from_file(str(s.model_dir / "tokenizer.json"))
         tokenizer.no_padding()  # padding is per batch, to the longest sequence
         tokenizer.enable_truncation(max_length=self.info.max_seq_length)
@@ -114,28 +137,39 @@ class EmbeddingModel:
         # The arena keeps its peak; the call budget (EMBEDDER_MAX_BATCH_TOKENS) is what bounds that peak.
         opts.enable_cpu_mem_arena = s.ort_arena
         session = InferenceSession(str(s.onnx_path), opts, providers=["CPUExecutionProvider"])
-        names = tuple(i.name for i in session.get_inputs())
-        outputs = {o.name: o for o in session.get_outputs()}
-        if OUTPUT_NAME not in outputs or "input_ids" not in names:
-            raise ModelIntegrityError(
-                f"{onnx_rel}: expected input 'input_ids' and output {OUTPUT_NAME!r}, "
-                f"got inputs {list(names)} and outputs {list(outputs)}"
-            )
-        dim = outputs[OUTPUT_NAME].shape[-1]
-        self._tokenizer, self._session, self._input_names = tokenizer, session, names
-        self.dimensions = dim if isinstance(dim, int) else None
-        if self.dimensions is None:  # symbolic output width: ask the model
-            self.dimensions = int(self.run([[101, 102]]).shape[1])
+        self._check_graph(session, onnx_rel)
+        self._tokenizer, self._session = tokenizer, session
         log.info(
             "model loaded",
             extra={
                 "model": self.info.repo,
                 "variant": s.variant,
-                "inputs": list(names),
+                "inputs": list(self.meta.inputs),
                 "dimensions": self.dimensions,
                 "max_seq_length": self.info.max_seq_length,
             },
         )
+
+    def _check_graph(self, session, onnx_rel: str) -> None:
+        """The graph takes exactly the metadata's inputs and outputs its width; else ModelIntegrityError."""
+        meta, fix = self.meta, "re-export the model directory with `dagger call model`"
+        graph_inputs = [i.name for i in session.get_inputs()]
+        outputs = {o.name: o for o in session.get_outputs()}
+        unknown = [n for n in meta.inputs if n not in FEEDABLE]
+        if unknown:
+            raise ModelIntegrityError(
+                f"{META_NAME} lists inputs {unknown} the service cannot feed (it feeds {list(FEEDABLE)}); {fix}"
+            )
+        if sorted(graph_inputs) != sorted(meta.inputs) or OUTPUT_NAME not in outputs:
+            raise ModelIntegrityError(
+                f"{onnx_rel} takes inputs {graph_inputs} and outputs {list(outputs)}; {META_NAME} says inputs "
+                f"{list(meta.inputs)} and output {OUTPUT_NAME!r}; {fix}"
+            )
+        width = outputs[OUTPUT_NAME].shape[-1]
+        if isinstance(width, int) and width != meta.dimensions:
+            raise ModelIntegrityError(
+                f"{onnx_rel} outputs {width} dimensions, {META_NAME} says {meta.dimensions}; {fix}"
+            )
 
     def tokenize(self, texts: Sequence[str]) -> Tokenized:
         """Tokenize (truncating to max_seq_length) and report texts that were too long."""
@@ -149,25 +183,25 @@ class EmbeddingModel:
             tok = enc.ids
             ids.append(tok)
             lengths.append(len(tok))
-            if enc.overflowing:
+            if enc.overflowing:  # each piece repeats the special tokens: count them once
                 over.append(i)
-                full[i] = len(tok) + sum(len(o.ids) for o in enc.overflowing) - 2 * len(enc.overflowing)
+                full[i] = len(tok) + sum(len(o.ids) - sum(o.special_tokens_mask) for o in enc.overflowing)
         return Tokenized(ids, lengths, over, full)
 
     def run(self, batch: Sequence[Sequence[int]]) -> np.ndarray:
-        """One ORT call: pad to the longest sequence of this batch, return [n, dim] float32."""
+        """One ORT call: pad (pad_token_id) to the longest sequence of this batch, return [n, dim] float32."""
         assert self._session is not None, "model not loaded"
         n = len(batch)
         width = max(len(seq) for seq in batch)
-        input_ids = np.zeros((n, width), dtype=np.int64)
+        input_ids = np.full((n, width), self.meta.pad_token_id, dtype=np.int64)
         attention = np.zeros((n, width), dtype=np.int64)
         for row, seq in enumerate(batch):
             input_ids[row, : len(seq)] = seq
             attention[row, : len(seq)] = 1
         feed = {"input_ids": input_ids, "attention_mask": attention}
-        if "token_type_ids" in self._input_names:
+        if "token_type_ids" in self.meta.inputs:
             feed["token_type_ids"] = np.zeros_like(input_ids)
-        feed = {k: v for k, v in feed.items() if k in self._input_names}
+        feed = {name: feed[name] for name in self.meta.inputs}  # only what the graph takes
         (out,) = self._session.run([OUTPUT_NAME], feed)
         return np.asarray(out, dtype=np.float32)
 

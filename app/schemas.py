@@ -57,13 +57,36 @@ class _Request(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
 
+def _prompt_name() -> Any:
+    return Field(
+        None,
+        min_length=1,
+        description="Name of one of the model's prompts (GET /ready `prompts`), prepended to every text; "
+        "unset = the model's default_prompt_name, if any.",
+    )
+
+
+class ModelDescription(BaseModel):
+    """What the served model is (from its embedding.json): in /ready and, as extensions, /v1/models."""
+
+    name: str = Field(description="Short name (the repository id without its owner).")
+    dimensions: int = Field(description="Width of every embedding.")
+    max_seq_length: int = Field(description="Most tokens the model sees per text, prompt included.")
+    normalize: bool = Field(description="Whether embeddings are L2-normalized unless a request says otherwise.")
+    prompts: dict[str, str] = Field(description="Prompt names accepted as prompt_name, and their text.")
+    default_prompt_name: str | None = Field(description="Prompt applied when a request names none.")
+
+
 # --- own API -----------------------------------------------------------------------------
 class EmbedRequest(_Request):
     inputs: str | list[str] = Field(description="One text or a list of texts.")
-    normalize: bool = Field(True, description="L2-normalize each embedding.")
+    normalize: bool | None = Field(
+        None, description="L2-normalize each embedding; unset = what the model does (GET /ready `normalize`)."
+    )
     truncate: bool = Field(
         True, description="Cut texts longer than the model's token limit; false answers 413."
     )
+    prompt_name: str | None = _prompt_name()
 
     @field_validator("inputs", mode="before")
     @classmethod
@@ -108,6 +131,7 @@ class OpenAIEmbeddingRequest(_Request):
     dimensions: int | None = None
     user: str | None = None
     truncate: bool = Field(True, description="Extension: false answers 413 for over-long texts.")
+    prompt_name: str | None = _prompt_name()
 
     @field_validator("input", mode="before")
     @classmethod
@@ -133,7 +157,7 @@ class OpenAIEmbeddingResponse(BaseModel):
     usage: OpenAIUsage
 
 
-class OpenAIModel(BaseModel):
+class OpenAIModel(ModelDescription):
     id: str
     object: Literal["model"] = "model"
     created: int
@@ -167,12 +191,11 @@ class HealthResponse(BaseModel):
     status: Literal["ok"] = "ok"
 
 
-class ReadyResponse(BaseModel):
-    status: Literal["ready", "starting", "loading", "failed", "stopping"]
+class ReadyResponse(ModelDescription):
+    status: Literal["ready", "starting", "loading", "failed", "draining", "stopping"]
     ready: bool
     reason: str | None = None
     model: str
     revision: str
     variant: str
-    dimensions: int | None = None
-    max_seq_length: int
+    cache: Literal["off", "ok", "degraded"] = Field("off", description="Embedding cache state (README).")

@@ -24,6 +24,7 @@ from app.config import Settings
 from app.errors import InputTooLarge, InvalidInput, ModelNotFound, NotReady
 from app.metrics import Metrics
 from app.model import EmbeddingModel, Tokenized
+from app.prompts import prompt_text
 from app.scheduler import Policy
 
 log = logging.getLogger(__name__)
@@ -35,7 +36,7 @@ INLINE_TOKENIZE_CHARS = 4096
 @dataclass(slots=True)
 class Embedded:
     vectors: np.ndarray  # [n, dim] float32
-    tokens: int  # tokens fed to the model, special tokens included
+    tokens: int  # tokens fed to the model, special tokens and prompt included
 
 
 def normalize_rows(vectors: np.ndarray) -> np.ndarray:
@@ -159,8 +160,7 @@ class EmbeddingService:
             "model": self.info.repo,
             "revision": self.info.revision,
             "variant": self.info.variant,
-            "dimensions": self.model.dimensions,
-            "max_seq_length": self.info.max_seq_length,
+            **self.info.describe(),
             "cache": "off" if self.cache is None else "degraded" if self.cache.degraded else "ok",
         }
 
@@ -207,8 +207,11 @@ class EmbeddingService:
 
     # -- operations -------------------------------------------------------------------------
     async def tokenize(
-        self, texts: Sequence[str], *, truncate: bool, field: str, single: bool = False
+        self, texts: Sequence[str], *, truncate: bool, field: str, single: bool = False, prompt: str = ""
     ) -> Tokenized:
+        """Tokenize prompt + text for each text; 413 for an over-long text unless truncate."""
+        if prompt:
+            texts = [prompt + t for t in texts]
         if sum(len(t) for t in texts) > INLINE_TOKENIZE_CHARS:
             tok = await asyncio.to_thread(self.model.tokenize, texts)
         else:
@@ -218,8 +221,9 @@ class EmbeddingService:
             if not truncate:
                 i = tok.over_limit[0]
                 where = field if single else f"{field}[{i}]"
+                with_prompt = f" with its prompt {prompt!r}" if prompt else ""
                 raise InputTooLarge(
-                    f"{where} is {tok.full_lengths[i]} tokens long; the model takes at most "
+                    f"{where} is {tok.full_lengths[i]} tokens long{with_prompt}; the model takes at most "
                     f"{limit} tokens (max_seq_length {limit}, special tokens included). Shorten "
                     f'it, or send "truncate": true to embed its first {limit} tokens.',
                     param=where,
@@ -238,16 +242,21 @@ class EmbeddingService:
         self,
         texts: Sequence[str],
         *,
-        normalize: bool = True,
+        normalize: bool | None = None,
         truncate: bool = True,
         field: str = "inputs",
         single: bool = False,
+        prompt_name: str | None = None,
     ) -> Embedded:
-        """Embed texts (limits enforced, cached texts looked up, the rest batched with concurrent requests)."""
+        """Embed texts (limits enforced, cached texts looked up, the rest batched with concurrent requests).
+
+        ``prompt_name`` (else the model's default prompt) prepends that prompt to every text;
+        ``normalize`` None means what the model does (embedding.json ``normalize``)."""
         self.check_limits(texts, field)
+        prompt = prompt_text(self.info.meta, self.info.repo, prompt_name)
         self._require_ready()
-        dims = self.model.dimensions or 0
-        found = await self.cache.get_many(texts, dims) if self.cache is not None else [None] * len(texts)
+        dims, cache = self.model.dimensions, self.cache
+        found = await cache.get_many(texts, dims, prompt) if cache is not None else [None] * len(texts)
         limit = self.info.max_seq_length
         for i, hit in enumerate(found):
             if hit is not None and hit[1] > limit and not truncate:
@@ -262,17 +271,18 @@ class EmbeddingService:
                 tokens += min(hit[1], limit)
         if missing:
             todo = [texts[i] for i in missing]
-            with self._admit(todo) as ticket:
-                tok = await self.tokenize(todo, truncate=truncate, field=field, single=single)
+            with self._admit([prompt + t for t in todo]) as ticket:
+                tok = await self.tokenize(todo, truncate=truncate, field=field, single=single, prompt=prompt)
                 ticket.resize(tok.total_tokens)
                 computed = await self._run(tok.ids)
             vectors[missing] = computed
             tokens += tok.total_tokens
-            if self.cache is not None:
+            if cache is not None:
                 full = [tok.full_lengths.get(k, n) for k, n in enumerate(tok.lengths)]
-                self.cache.put_many(list(zip(todo, computed, full, strict=True)))
+                cache.put_many(list(zip(todo, computed, full, strict=True)), prompt)
         self.metrics.texts.inc(len(texts))
         self.metrics.tokens.inc(tokens)
+        normalize = self.info.meta.normalize if normalize is None else normalize
         return Embedded(normalize_rows(vectors) if normalize else vectors, tokens)
 
     async def similarity(self, source: str, targets: Sequence[str], *, truncate: bool = True) -> list[float]:
@@ -286,10 +296,11 @@ class EmbeddingService:
                 f"allowed per text (setting EMBEDDER_MAX_TEXT_CHARS).",
                 param="source",
             )
+        prompt = prompt_text(self.info.meta, self.info.repo, None)  # the default prompt, as sentence-transformers
         self._require_ready()
-        with self._admit([source, *targets]) as ticket:
-            src = await self.tokenize([source], truncate=truncate, field="source", single=True)
-            tgt = await self.tokenize(targets, truncate=truncate, field="targets")
+        with self._admit([prompt + t for t in (source, *targets)]) as ticket:
+            src = await self.tokenize([source], truncate=truncate, field="source", single=True, prompt=prompt)
+            tgt = await self.tokenize(targets, truncate=truncate, field="targets", prompt=prompt)
             ticket.resize(src.total_tokens + tgt.total_tokens)
             vectors = normalize_rows(await self._run(src.ids + tgt.ids))
         self.metrics.texts.inc(1 + len(targets))

@@ -16,8 +16,10 @@ Peak RSS of the service is the sum of four parts (README, "Sizing"):
   token ids of the admitted texts (``EMBEDDER_MAX_QUEUED_TOKENS``).
 
 The constants were measured on all-MiniLM-L6-v2 fp32 on ONNX Runtime's CPU provider with
-``bench.memory``; every model-dependent figure comes from the model directory (config.json,
-sentence_bert_config.json, the ONNX file), not from constants of one model.
+``bench.memory``; every model-dependent figure comes from the model directory, not from constants
+of one model: the token limit from embedding.json, the encoder's widths from config.json (the
+architecture's own key names; without one, the embedding width from embedding.json), the weights
+from the ONNX file and its external-data file, if any.
 """
 
 from __future__ import annotations
@@ -26,8 +28,10 @@ import argparse
 import json
 import sys
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
 from app.config import Settings, describe_settings_error
+from app.embedding_meta import EmbeddingMeta, EmbeddingMetaError
 
 MB = 1 << 20
 #: RSS of the ready service without model weights and arena (measured; bench.memory).
@@ -45,6 +49,11 @@ BYTES_PER_QUEUED_TOKEN = 40
 BYTES_PER_BODY_BYTE = 3
 #: Margin on top of the estimate for the limit (allocator fragmentation, GC timing).
 HEADROOM = 1.25
+#: config.json keys of each figure, by architecture family (BERT-likes, T5, DistilBERT, GPT-2).
+WIDTH_KEYS = ("hidden_size", "d_model", "dim", "n_embd")
+FFN_KEYS = ("intermediate_size", "d_ff", "hidden_dim", "n_inner")
+HEADS_KEYS = ("num_attention_heads", "num_heads", "n_heads", "n_head")
+LAYERS_KEYS = ("num_hidden_layers", "num_layers", "n_layers", "n_layer")
 
 
 @dataclass(frozen=True)
@@ -60,17 +69,28 @@ class ModelShape:
 
     @classmethod
     def read(cls, settings: Settings) -> ModelShape:
-        config = json.loads((settings.model_dir / "config.json").read_text(encoding="utf-8"))
-        st = json.loads((settings.model_dir / "sentence_bert_config.json").read_text(encoding="utf-8"))
-        hidden = int(config.get("hidden_size") or config["d_model"])
+        meta = EmbeddingMeta.read(settings.model_dir)
+        path = settings.model_dir / "config.json"
+        config = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+        hidden = _first(config, WIDTH_KEYS) or meta.dimensions  # pooled width = hidden width without Dense
         return cls(
-            layers=int(config.get("num_hidden_layers") or config.get("num_layers") or 0),
+            layers=_first(config, LAYERS_KEYS) or 0,
             hidden=hidden,
-            intermediate=int(config.get("intermediate_size") or config.get("d_ff") or 4 * hidden),
-            heads=int(config.get("num_attention_heads") or config.get("num_heads") or 1),
-            max_seq_length=int(st.get("max_seq_length", 512)),
-            onnx_bytes=settings.onnx_path.stat().st_size,
+            intermediate=_first(config, FFN_KEYS) or 4 * hidden,
+            heads=_first(config, HEADS_KEYS) or 1,
+            max_seq_length=meta.max_seq_length,
+            onnx_bytes=onnx_bytes(settings.onnx_path),
         )
+
+
+def _first(config: dict, keys: tuple[str, ...]) -> int | None:
+    return next((int(config[k]) for k in keys if isinstance(config.get(k), int) and config[k] > 0), None)
+
+
+def onnx_bytes(onnx: Path) -> int:
+    """Size of the ONNX file plus its external-data file (models over 2 GB keep weights beside it)."""
+    data = [onnx.with_name(onnx.name + suffix) for suffix in ("_data", ".data")]
+    return onnx.stat().st_size + sum(p.stat().st_size for p in data if p.is_file())
 
 
 @dataclass(frozen=True)
@@ -115,7 +135,11 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:  # pydantic ValidationError: name the variable
         print(describe_settings_error(exc), file=sys.stderr)
         return 2
-    shape = ModelShape.read(settings)
+    try:
+        shape = ModelShape.read(settings)
+    except EmbeddingMetaError as exc:
+        print(exc, file=sys.stderr)
+        return 2
     est = estimate(settings, shape)
     if args.json:
         print(json.dumps({"model": asdict(shape), "settings": _settings(settings), **asdict(est)}, indent=2))

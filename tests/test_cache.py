@@ -167,3 +167,25 @@ async def test_wrong_password_is_a_degraded_cache_not_an_error(model_dir, redis_
         r = await c.post("/embed", json={"inputs": ["still served"]})
         ready = (await c.get("/ready")).json()
     assert r.status_code == 200 and ready["cache"] == "degraded"
+
+
+async def test_prompted_and_unprompted_vectors_of_a_text_never_mix(model_dir, redis_url, tmp_path):
+    from model_copies import model_copy
+
+    texts = [f"{t} ({secrets.token_hex(4)})" for t in TEXTS[:2]]
+    path = model_copy(model_dir, tmp_path, prompts={"query": "query: "})
+    async with running_app(create_app(make_settings(path, cache_url=redis_url, cache_password=PASSWORD))) as c:
+        prompted = await c.post("/embed", json={"inputs": texts, "prompt_name": "query"})
+        await asyncio.sleep(0.2)
+        plain = await c.post("/embed", json={"inputs": texts})  # same texts, no prompt: misses
+        cached = await c.post("/embed", json={"inputs": texts, "prompt_name": "query"})
+        oai = await c.post("/v1/embeddings", json={"model": "all-MiniLM-L6-v2", "input": texts, "prompt_name": "query"})
+        spelled = await c.post(
+            "/v1/embeddings", json={"model": "all-MiniLM-L6-v2", "input": ["query: " + t for t in texts]}
+        )
+        text = (await c.get("/metrics")).text
+    np.testing.assert_array_equal(cached.json()["embeddings"], prompted.json()["embeddings"])
+    assert not np.allclose(plain.json()["embeddings"], prompted.json()["embeddings"], atol=1e-3)
+    assert oai.json()["usage"] == spelled.json()["usage"]  # cached token counts include the prompt
+    assert metric(text, "embedder_cache_misses_total") == 2 + 2 + 2  # prompted, plain, spelled out
+    assert metric(text, "embedder_cache_hits_total") == 2 + 2

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
-from app.config import Settings, describe_settings_error
+from app.config import REQUIRED_FILES, Settings, describe_settings_error
 from app.cpus import cpu_budget
 
 
@@ -67,7 +67,7 @@ def test_missing_model_dir(env, tmp_path):
 
 
 def test_model_dir_without_the_variant(env, tmp_path, model_dir):
-    for name in ("model.lock.json", "tokenizer.json", "sentence_bert_config.json"):
+    for name in REQUIRED_FILES:
         (tmp_path / name).write_bytes((model_dir / name).read_bytes())
     env.setenv("EMBEDDER_MODEL_DIR", str(tmp_path))
     with pytest.raises(ValidationError) as info:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import httpx
+import numpy as np
 import pytest
 from svc_support import lifespan_running, make_settings, running_app, wait_until_ready
 
@@ -55,3 +56,48 @@ async def test_verification_can_be_turned_off(tampered_dir):
     async with running_app(create_app(make_settings(tampered_dir, verify_model=False))) as c:
         r = await c.post("/embed", json={"inputs": "x"})
         assert r.status_code == 200
+
+
+def test_a_directory_without_embedding_json_names_the_file_and_the_fix(model_dir, tmp_path):
+    from model_copies import model_copy
+
+    from app.config import Settings, describe_settings_error
+    from app.model import ModelIntegrityError
+
+    old = model_copy(model_dir, tmp_path)
+    (old / "embedding.json").unlink()
+    with pytest.raises(ValueError) as info:
+        Settings(model_dir=old)
+    message = describe_settings_error(info.value)
+    assert "lacks embedding.json" in message and "dagger call model" in message
+    with pytest.raises(ModelIntegrityError, match=r"embedding.json is missing.*dagger call model"):
+        ModelInfo.read(old, "fp32")
+    (old / "embedding.json").write_text('{"format": 1, "dimensions": "384"}')
+    with pytest.raises(ModelIntegrityError, match=r"embedding.json is invalid: .*dagger call model"):
+        ModelInfo.read(old, "fp32")
+
+
+async def test_metadata_that_disagrees_with_the_graph_keeps_the_service_unready(model_dir, tmp_path):
+    from model_copies import model_copy
+
+    app = create_app(make_settings(model_copy(model_dir, tmp_path, dimensions=512)))
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://t") as c, lifespan_running(app):
+        with pytest.raises(AssertionError, match="failed"):
+            await wait_until_ready(c, timeout=30)
+        reason = (await c.get("/ready")).json()["reason"]
+    assert "outputs 384 dimensions, embedding.json says 512" in reason and "dagger call model" in reason
+
+
+async def test_a_graph_without_token_type_ids_is_fed_only_its_inputs(model_dir, tmp_path, client):
+    """A non-BERT graph (no token_type_ids): the service feeds exactly embedding.json's inputs."""
+    pytest.importorskip("onnx")
+    from model_copies import drop_token_type_ids, model_copy
+
+    path = model_copy(model_dir, tmp_path, inputs=("input_ids", "attention_mask"), pad_token_id=7)
+    drop_token_type_ids(path / "onnx" / "model.onnx")
+    texts = ["short", "a much longer sentence, so that the short one is padded with id 7"]
+    async with running_app(create_app(make_settings(path, verify_model=False))) as c:
+        got = (await c.post("/embed", json={"inputs": texts})).json()["embeddings"]
+    expected = (await client.post("/embed", json={"inputs": texts})).json()["embeddings"]
+    np.testing.assert_allclose(got, expected, atol=1e-5)

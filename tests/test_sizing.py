@@ -22,7 +22,7 @@ def test_shape_comes_from_the_model_directory(model_dir):
         config["num_attention_heads"],
         config["num_hidden_layers"],
     )
-    assert shape.max_seq_length == json.loads((model_dir / "sentence_bert_config.json").read_text())["max_seq_length"]
+    assert shape.max_seq_length == json.loads((model_dir / "embedding.json").read_text())["max_seq_length"]
     assert shape.onnx_bytes == (model_dir / "onnx" / "model.onnx").stat().st_size
 
 
@@ -39,6 +39,24 @@ def test_another_model_shape_changes_the_estimate(model_dir, tmp_path):
     large = ModelShape.read(make_settings(bigger))
     assert activation_bytes_per_token(large) > activation_bytes_per_token(small)
     assert large.onnx_bytes == 1024
+
+
+def test_other_architectures_and_external_weights(model_dir, tmp_path):
+    """DistilBERT-style config keys are read; without config.json the width is embedding.json's; an ONNX
+    file's external data counts as weights."""
+    from model_copies import model_copy
+
+    path = model_copy(model_dir, tmp_path / "m", dimensions=384, max_seq_length=512)
+    (path / "config.json").unlink()
+    (path / "config.json").write_text(json.dumps({"dim": 768, "hidden_dim": 3072, "n_heads": 12, "n_layers": 6}))
+    shape = ModelShape.read(make_settings(path))
+    assert (shape.hidden, shape.intermediate, shape.heads, shape.layers, shape.max_seq_length) == (768, 3072, 12, 6, 512)
+    (path / "config.json").unlink()
+    shape = ModelShape.read(make_settings(path))
+    assert (shape.hidden, shape.intermediate, shape.heads) == (384, 4 * 384, 1)
+    onnx = path / "onnx" / "model.onnx"
+    (path / "onnx" / "model.onnx_data").write_bytes(b"\0" * 4096)
+    assert ModelShape.read(make_settings(path)).onnx_bytes == onnx.stat().st_size + 4096
 
 
 def test_estimate_scales_with_the_settings(model_dir):

@@ -22,7 +22,7 @@ router = APIRouter(tags=["embeddings"])
 Service = Annotated[EmbeddingService, Depends(get_service)]
 
 ERRORS = {
-    400: {"model": ErrorResponse, "description": "Malformed JSON"},
+    400: {"model": ErrorResponse, "description": "Malformed JSON, unknown prompt_name"},
     413: {"model": ErrorResponse, "description": "Too many texts, a text too long"},
     422: {"model": ErrorResponse, "description": "Wrong types, empty input"},
     503: {"model": ErrorResponse, "description": "Model not ready yet"},
@@ -34,7 +34,12 @@ async def embed(body: EmbedRequest, service: Service) -> Response:
     single = isinstance(body.inputs, str)
     texts = [body.inputs] if single else body.inputs
     out = await service.embed(
-        texts, normalize=body.normalize, truncate=body.truncate, field="inputs", single=single
+        texts,
+        normalize=body.normalize,
+        truncate=body.truncate,
+        field="inputs",
+        single=single,
+        prompt_name=body.prompt_name,
     )
     return json_response(
         {"model": service.info.repo, "dimensions": out.vectors.shape[1], "embeddings": out.vectors}

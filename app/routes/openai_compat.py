@@ -33,7 +33,7 @@ STARTED = int(time.time())
 ERRORS = {
     code: {"model": OpenAIError, "description": desc}
     for code, desc in {
-        400: "Malformed JSON or unsupported option",
+        400: "Malformed JSON, unsupported option or unknown prompt_name",
         404: "Unknown model",
         413: "Too many texts, a text too long",
         422: "Wrong types, empty input",
@@ -51,7 +51,7 @@ ERRORS = {
 async def create_embeddings(body: OpenAIEmbeddingRequest, service: Service) -> Response:
     model = service.resolve_model(body.model)
     dims = service.model.dimensions
-    if body.dimensions is not None and dims is not None and body.dimensions != dims:
+    if body.dimensions is not None and body.dimensions != dims:
         raise ServiceError(
             f"dimensions={body.dimensions} is not supported: {model} always returns {dims} "
             f"dimensions. Omit the parameter or send {dims}.",
@@ -59,7 +59,9 @@ async def create_embeddings(body: OpenAIEmbeddingRequest, service: Service) -> R
         )
     single = isinstance(body.input, str)
     texts = [body.input] if single else body.input
-    out = await service.embed(texts, normalize=True, truncate=body.truncate, field="input", single=single)
+    out = await service.embed(
+        texts, truncate=body.truncate, field="input", single=single, prompt_name=body.prompt_name
+    )
     vectors = out.vectors
     if body.encoding_format == "base64":
         raw = vectors.astype("<f4", copy=False)
@@ -77,12 +79,13 @@ async def create_embeddings(body: OpenAIEmbeddingRequest, service: Service) -> R
     )
 
 
-@router.get("/models", response_model=OpenAIModelList, summary="The served model (OpenAI format)")
+@router.get(
+    "/models",
+    response_model=OpenAIModelList,
+    summary="The served model (OpenAI format; extensions: name, dimensions, prompts, ...)",
+)
 async def list_models(service: Service) -> Response:
-    owner = service.info.repo.split("/", 1)[0] if "/" in service.info.repo else "embedder"
-    return json_response(
-        {
-            "object": "list",
-            "data": [{"id": service.info.repo, "object": "model", "created": STARTED, "owned_by": owner}],
-        }
-    )
+    info = service.info
+    owner = info.repo.split("/", 1)[0] if "/" in info.repo else "embedder"
+    model = {"id": info.repo, "object": "model", "created": STARTED, "owned_by": owner, **info.describe()}
+    return json_response({"object": "list", "data": [model]})
