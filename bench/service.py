@@ -62,13 +62,13 @@ def sentences(n: int, seed: int = 0) -> list[str]:
 
 def model_dir() -> Path:
     """The model directory, found or built exactly like tests/conftest.py's ``model_dir`` fixture."""
-    from app.export import UPSTREAM_LOCK
+    from app.export import GT_MODEL, lock_path
     from app.lock import LOCK_NAME, Lock, LockMismatch
 
     if given := os.environ.get("EMBEDDER_TEST_MODEL_DIR"):
         Lock.read(Path(given) / LOCK_NAME).verify(Path(given))
         return Path(given)
-    path = ROOT / ".cache" / "model" / Lock.read(UPSTREAM_LOCK).revision
+    path = ROOT / ".cache" / "model" / GT_MODEL[1]
     try:
         Lock.read(path / LOCK_NAME).verify(path)
         return path
@@ -78,7 +78,8 @@ def model_dir() -> Path:
 
     from app.export.__main__ import main
 
-    if main(["build", "--snapshot", str(gt.get_model_path()), "--out", str(path)]) != 0:
+    if main(["build", "--lock", str(lock_path(*GT_MODEL)), "--snapshot", str(gt.get_model_path()),
+             "--out", str(path)]) != 0:
         sys.exit(f"building the model directory {path} failed")
     return path
 

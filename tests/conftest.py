@@ -5,7 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from app.export import UPSTREAM_LOCK
+from app.embedding_meta import NAME as META_NAME
+from app.export import GT_MODEL, lock_path
 from app.lock import LOCK_NAME, Lock, LockMismatch
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -26,16 +27,18 @@ def model_dir() -> Path:
         path = Path(given)
         Lock.read(path / LOCK_NAME).verify(path)
         return path
-    upstream = Lock.read(UPSTREAM_LOCK)
+    upstream = Lock.read(lock_path(*GT_MODEL))
     path = ROOT / ".cache" / "model" / upstream.revision
     try:
         Lock.read(path / LOCK_NAME).verify(path)
-        return path
+        if (path / META_NAME).is_file():  # else built before embedding.json existed: build it again
+            return path
     except (FileNotFoundError, LockMismatch):
         pass
     from app.export.__main__ import main
 
-    assert main(["build", "--snapshot", str(_upstream_snapshot()), "--out", str(path)]) == 0
+    assert main(["build", "--lock", str(lock_path(*GT_MODEL)), "--snapshot", str(_upstream_snapshot()),
+                 "--out", str(path)]) == 0
     return path
 
 

@@ -7,10 +7,10 @@ import sys
 
 import pytest
 
-from app.export import UPSTREAM_LOCK
+from app.export import GT_MODEL, lock_path
 from app.lock import LOCK_NAME, Lock, LockMismatch
 
-UPSTREAM = Lock.read(UPSTREAM_LOCK)
+UPSTREAM = Lock.read(lock_path(*GT_MODEL))
 
 
 def test_upstream_lock_pins_the_expected_revision_and_weights():
@@ -42,7 +42,8 @@ def test_a_changed_file_fails_the_lock_naming_it(upstream_snapshot, tmp_path):
     with pytest.raises(LockMismatch, match="tokenizer_config.json"):
         UPSTREAM.verify(snap)
     run = subprocess.run(
-        [sys.executable, "-m", "app.export", "build", "--snapshot", str(snap), "--out", str(tmp_path / "out")],
+        [sys.executable, "-m", "app.export", "build", "--lock", str(lock_path(*GT_MODEL)), "--snapshot", str(snap),
+         "--out", str(tmp_path / "out")],
         capture_output=True, text=True,
     )
     assert run.returncode == 4
@@ -61,7 +62,7 @@ def test_a_missing_file_fails_the_lock_naming_it(upstream_snapshot, tmp_path):
 def test_an_unreachable_endpoint_fails_naming_endpoint_repo_and_revision(tmp_path):
     pytest.importorskip("huggingface_hub")
     run = subprocess.run(
-        [sys.executable, "-m", "app.export", "download", "--out", str(tmp_path / "snap"),
+        [sys.executable, "-m", "app.export", "download", "--lock", str(lock_path(*GT_MODEL)), "--out", str(tmp_path / "snap"),
          "--endpoint", "http://127.0.0.1:9", "--cache-dir", str(tmp_path / "hf")],
         capture_output=True, text=True, timeout=120,
     )

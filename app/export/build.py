@@ -3,48 +3,70 @@
 import json
 import shutil
 import tempfile
+from collections.abc import Iterable
 from pathlib import Path
 
-from huggingface_hub import ModelCard
 from sentence_transformers import SentenceTransformer
 
-from . import verify
+from app.embedding_meta import FORMAT, EmbeddingMeta
 from app.lock import LOCK_NAME, Lock, lock_directory
+
+from . import locking, st_config, verify
+from .st_config import StConfig, Unsupported
 from .onnx_export import export_fp32
 from .quantize import quantize_int8
 
-WEIGHTS = "model.safetensors"  # the ONNX graphs carry the weights; the runtime image does not need them
-CARD = "README.md"  # the model card: its metadata names the license
+# The ONNX graphs carry the weights; the runtime image does not need them (nor a Dense module's).
+WEIGHTS = (".safetensors", ".safetensors.index.json", ".bin", ".pt", ".pth")
+TOKENIZER = "tokenizer.json"
 FP32, INT8 = "onnx/model.onnx", "onnx/model_int8.onnx"
+VARIANTS = {"fp32": FP32, "int8": INT8}
 THRESHOLDS = {FP32: 0.9999, INT8: 0.99}
 
 
-def build(snapshot: Path, out: Path, upstream: Lock) -> dict:
-    """Export, quantize and verify into out (replaced atomically); returns the verification results."""
+def build(snapshot: Path, out: Path, upstream: Lock, variants: Iterable[str] = ("fp32", "int8")) -> dict:
+    """Export, quantize and verify the given variants into out (replaced atomically); returns the
+    verification results. An int8-only build exports fp32 to quantize from and leaves it out."""
     snapshot, out = Path(snapshot), Path(out)
+    graphs = [VARIANTS[v] for v in VARIANTS if v in set(variants)]
+    if not graphs or set(variants) - set(VARIANTS):
+        raise ValueError(f"variants {list(variants)}: choose from {list(VARIANTS)}")
     upstream.verify(snapshot)
+    config = st_config.read(snapshot)  # refuses an unsupported pipeline before torch loads the weights
     st = SentenceTransformer(str(snapshot), device="cpu")
-    reference = st.encode(verify.SENTENCES, normalize_embeddings=True, show_progress_bar=False)
     out.parent.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     try:
         for rel in upstream.files:
-            if rel != WEIGHTS:
+            if not rel.endswith(WEIGHTS):
                 (work / rel).parent.mkdir(parents=True, exist_ok=True)
                 shutil.copyfile(snapshot / rel, work / rel)
-        export_fp32(st, work / FP32)
-        quantize_int8(work / FP32, work / INT8)
+        if config.lowercase or not (work / TOKENIZER).is_file():
+            # The service reads tokenizer.json only: write the one sentence-transformers tokenizes with
+            # (converted from the slow tokenizer's files, or with do_lower_case's Lowercase added).
+            st.tokenizer.backend_tokenizer.save(str(work / TOKENIZER))
+        inputs, width = export_fp32(st, config, work / FP32)
+        meta = embedding_meta(st, config, inputs, width)
+        meta.write(work)
+        reference = st.encode(
+            verify.SENTENCES, prompt=verify.default_prompt(meta), normalize_embeddings=True, show_progress_bar=False
+        )
+        if INT8 in graphs:
+            quantize_int8(work / FP32, work / INT8)
         results = {}
-        for rel, threshold in THRESHOLDS.items():
-            cos = verify.min_cosine(work / rel, work / "tokenizer.json", reference, st.max_seq_length)
+        for rel in graphs:
+            cos = verify.min_cosine(work / rel, work / TOKENIZER, reference, meta)
+            threshold = THRESHOLDS[rel]
             print(f"{rel}: min cosine {cos:.6f} (threshold {threshold})", flush=True)
             verify.check(rel, cos, threshold)
             results[rel] = {"min_cosine": round(cos, 6), "threshold": threshold}
+        if FP32 not in graphs:
+            (work / FP32).unlink()
         (work / "reference.json").write_text(
             json.dumps({"sentences": verify.SENTENCES, "embeddings": reference.tolist()}) + "\n"
         )
         lock = lock_directory(work, upstream.repo, upstream.revision)
-        lock.write(work / LOCK_NAME, max_seq_length=st.max_seq_length, license=model_license(snapshot),
+        lock.write(work / LOCK_NAME, max_seq_length=st.max_seq_length, license=locking.model_license(snapshot),
                    verification=results)
         work.chmod(0o755)
         if out.exists():
@@ -55,10 +77,18 @@ def build(snapshot: Path, out: Path, upstream: Lock) -> dict:
     return results
 
 
-def model_license(snapshot: Path) -> str:
-    """The license the model card's metadata declares (recorded in the lock, for the SBOM and the license
-    gate); empty when there is no card or it names none."""
-    card = snapshot / CARD
-    if not card.is_file():
-        return ""
-    return str(ModelCard.load(card).data.license or "")
+def embedding_meta(st: SentenceTransformer, config: StConfig, inputs: tuple[str, ...], width: int) -> EmbeddingMeta:
+    """The embedding.json of the exported graph; Unsupported when the model cannot be served as exported."""
+    pad = st.tokenizer.pad_token_id
+    if pad is None:
+        raise Unsupported("the tokenizer defines no pad token: set pad_token in tokenizer_config.json")
+    if config.max_seq_length is not None and config.max_seq_length != st.max_seq_length:
+        raise Unsupported(f"sentence_bert_config.json max_seq_length {config.max_seq_length}, "
+                         f"the loaded tokenizer truncates at {st.max_seq_length}")
+    if width != st.get_embedding_dimension():
+        raise Unsupported(f"the graph outputs {width} dimensions, the model says {st.get_embedding_dimension()}")
+    return EmbeddingMeta(
+        format=FORMAT, dimensions=width, pooling=config.pooling, dense_layers=len(config.dense),
+        normalize=config.normalize, max_seq_length=int(st.max_seq_length), inputs=inputs,
+        prompts=config.prompts, default_prompt_name=config.default_prompt_name, pad_token_id=int(pad),
+    )

@@ -1,4 +1,5 @@
-"""Download the pinned revision's files with huggingface_hub and check them against the upstream lock."""
+"""Download the pinned revision's files with huggingface_hub (or take them from disk) and check them against the
+model's lock."""
 
 import shutil
 from pathlib import Path
@@ -30,10 +31,16 @@ def download(lock: Lock, out: Path, endpoint: str, token: str | None = None, cac
             f"downloading {where} failed: {e}. Check the endpoint (--hf-endpoint / HF_ENDPOINT), "
             "the repo and revision, and the token for private or gated repos."
         ) from e
-    lock.verify(Path(snapshot))
+    return copy_checked(lock, Path(snapshot), out)
+
+
+def copy_checked(lock: Lock, source: Path, out: Path) -> Path:
+    """The locked files of ``source`` (a download, or the model's files on disk) checked, then copied into out
+    (a plain copy, no symlinks) and checked again; LockMismatch names the first file that differs."""
+    lock.verify(Path(source))
     out = Path(out)
     for rel in lock.files:
         (out / rel).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(Path(snapshot) / rel, out / rel)
+        shutil.copyfile(Path(source) / rel, out / rel)
     lock.verify(out)
     return out

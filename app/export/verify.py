@@ -1,10 +1,17 @@
-"""Check ONNX models against sentence-transformers on a fixed set of sentences."""
+"""Check ONNX models against sentence-transformers on a fixed set of sentences.
 
+The ONNX side is fed as the service feeds it: tokenizer.json truncated at max_seq_length, padded on the
+right with the model's pad token, only the graph's inputs, the default prompt (if any) prepended.
+"""
+
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import onnxruntime as ort
 from tokenizers import Tokenizer
+
+from app.embedding_meta import EmbeddingMeta
 
 # Short, long (over the 256-token limit), punctuation-only, non-Latin and mixed-case inputs.
 SENTENCES = [
@@ -27,31 +34,40 @@ class VerificationFailed(RuntimeError):
     """An exported model drifted from sentence-transformers beyond its threshold."""
 
 
-def onnx_embeddings(model: Path, tokenizer: Path, texts: list[str], max_tokens: int) -> np.ndarray:
-    """Normalized embeddings from an exported model, one text per call and all texts in one padded batch."""
-    tok = Tokenizer.from_file(str(tokenizer))
-    tok.enable_truncation(max_tokens)
-    tok.enable_padding()
-    session = ort.InferenceSession(str(model), providers=["CPUExecutionProvider"])
-    names = {i.name for i in session.get_inputs()}
+def default_prompt(meta: EmbeddingMeta) -> str:
+    """The text sentence-transformers prepends when encode() names no prompt."""
+    return meta.prompts.get(meta.default_prompt_name, "") if meta.default_prompt_name else ""
 
-    def run(batch: list[str]) -> np.ndarray:
-        enc = tok.encode_batch(batch)
+
+def runner(model: Path, tokenizer: Path, meta: EmbeddingMeta) -> Callable[[list[str]], np.ndarray]:
+    """A function from texts (no prompt added) to the graph's raw sentence_embedding, one padded batch."""
+    tok = Tokenizer.from_file(str(tokenizer))
+    tok.enable_truncation(meta.max_seq_length)
+    tok.enable_padding(direction="right", pad_id=meta.pad_token_id, pad_token=tok.id_to_token(meta.pad_token_id) or "")
+    session = ort.InferenceSession(str(model), providers=["CPUExecutionProvider"])
+    names = [i.name for i in session.get_inputs()]
+    if names != list(meta.inputs):
+        raise VerificationFailed(f"{model.name} takes inputs {names}, embedding.json says {list(meta.inputs)}")
+
+    def run(texts: list[str]) -> np.ndarray:
+        enc = tok.encode_batch(texts)
         feed = {
             "input_ids": [e.ids for e in enc],
             "attention_mask": [e.attention_mask for e in enc],
             "token_type_ids": [e.type_ids for e in enc],
         }
-        out = session.run(None, {k: np.asarray(v, dtype=np.int64) for k, v in feed.items() if k in names})[0]
-        return out / np.linalg.norm(out, axis=1, keepdims=True)
+        return session.run(None, {k: np.asarray(feed[k], dtype=np.int64) for k in names})[0]
 
-    return np.vstack([run(texts), *(run([t]) for t in texts)])
+    return run
 
 
-def min_cosine(model: Path, tokenizer: Path, reference: np.ndarray, max_tokens: int) -> float:
-    got = onnx_embeddings(model, tokenizer, SENTENCES, max_tokens)
-    ref = np.vstack([reference, reference])
-    return float((got * ref).sum(axis=1).min())
+def min_cosine(model: Path, tokenizer: Path, reference: np.ndarray, meta: EmbeddingMeta) -> float:
+    """Lowest cosine to the (normalized) reference over SENTENCES, one at a time and in one padded batch."""
+    run = runner(model, tokenizer, meta)
+    texts = [default_prompt(meta) + s for s in SENTENCES]
+    got = np.vstack([run(texts), *(run([t]) for t in texts)])
+    got = got / np.linalg.norm(got, axis=1, keepdims=True)
+    return float((got * np.vstack([reference, reference])).sum(axis=1).min())
 
 
 def check(name: str, value: float, threshold: float) -> None:
