@@ -1,5 +1,9 @@
 """The built image, running as a service: readiness, reference embeddings, OpenAI and MCP clients, bad input."""
 
+import json
+import os
+from pathlib import Path
+
 import numpy as np
 import openai
 import pytest
@@ -7,8 +11,11 @@ from mcp import Client
 
 from tests.test_errors import CASES, check_bad_input
 
-MODEL = "sentence-transformers/all-MiniLM-L6-v2"
-REVISION = "c9745ed1d9f207416be6d2e6f8de32d1f16199bf"
+# The model the pipeline built (its lock and metadata), not constants of all-MiniLM-L6-v2.
+_DIR = Path(os.environ.get("EMBEDDER_TEST_MODEL_DIR", "."))
+_LOCK = json.loads((_DIR / "model.lock.json").read_text()) if (_DIR / "model.lock.json").is_file() else {}
+MODEL, REVISION = _LOCK.get("repo", ""), _LOCK.get("revision", "")
+DIMENSIONS = json.loads((_DIR / "embedding.json").read_text())["dimensions"] if (_DIR / "embedding.json").is_file() else 0
 
 
 async def test_health_and_ready_name_model_revision_and_variant(client, variant):
@@ -23,7 +30,7 @@ async def test_embeddings_equal_the_sentence_transformers_reference(client, refe
     r = await client.post("/embed", json={"inputs": reference["sentences"]})
     assert r.status_code == 200, r.text
     got, want = np.asarray(r.json()["embeddings"]), np.asarray(reference["embeddings"])
-    assert got.shape == want.shape == (len(reference["sentences"]), 384)
+    assert got.shape == want.shape == (len(reference["sentences"]), DIMENSIONS)
     if variant == "fp32":
         np.testing.assert_allclose(got, want, atol=1e-5)
     else:
@@ -59,7 +66,7 @@ async def test_mcp_client_calls_both_tools(base_url):
         assert {"embed", "similarity"} <= {t.name for t in (await mcp.list_tools()).tools}
         embedded = await mcp.call_tool("embed", {"inputs": ["hello there"]})
         scored = await mcp.call_tool("similarity", {"source": "a dog", "targets": ["a puppy", "a tax form"]})
-    assert not embedded.is_error and len(embedded.structured_content["embeddings"][0]) == 384
+    assert not embedded.is_error and len(embedded.structured_content["embeddings"][0]) == DIMENSIONS
     assert not scored.is_error and scored.structured_content["scores"][0] > scored.structured_content["scores"][1]
 
 

@@ -13,7 +13,7 @@ from dagger import DefaultPath, Doc, Ignore, dag, field, function, object_type
 
 from . import model as model_stage
 from . import publish as publishing
-from . import browser, deploy, prebuilt, release, runtime, testing
+from . import anymodel, browser, deploy, prebuilt, release, runtime, testing
 from .ignore import SOURCE_IGNORE
 from .toolchain import with_apt, with_uv
 
@@ -26,6 +26,9 @@ class Variant(enum.Enum):
     """full precision (reference-exact)"""
     INT8 = "int8"
     """8-bit weights and int8 compute: faster, smaller, min cosine >= 0.99 against fp32"""
+
+
+BUDGET_DOC = "largest acceptable image size, MB uncompressed (default: 360 + the shipped model files' size)"
 
 
 @object_type
@@ -45,6 +48,10 @@ class Embedder:
     model_revision: Annotated[str, Doc("pinned model revision (commit sha)")] = (
         "c9745ed1d9f207416be6d2e6f8de32d1f16199bf"
     )
+    model_dir: Annotated[
+        dagger.Directory | None,
+        Doc("the model's files on disk instead of a download (air-gapped teams): checked against the same lock"),
+    ] = None
     hf_endpoint: Annotated[str, Doc("Hugging Face Hub-compatible endpoint")] = "https://huggingface.co"
     hf_token: Annotated[dagger.Secret | None, Doc("Hugging Face token, for private or gated repos")] = None
     index_url: Annotated[str, Doc("Python package index (empty: PyPI)")] = ""
@@ -94,16 +101,38 @@ class Embedder:
 
     @function
     async def model(self) -> dagger.Directory:
-        """The versioned model directory: pinned download checked against the lock, ONNX fp32 + int8."""
+        """The versioned model directory: pinned download (or --model-dir) checked against the model's lock,
+        ONNX fp32 + int8, each verified against sentence-transformers, embedding.json (what the service needs)."""
+        return await self.model_stage("both")
+
+    async def model_stage(self, variants: str) -> dagger.Directory:
+        """The model directory with ``variants`` (fp32, int8 or both) exported and verified: an image builds
+        the one it ships, so a model whose int8 misses the accuracy contract still builds for FP32."""
+        # The exporter's toolchain (torch, ~5 GB) is a tool, not content: a nonce re-runs what comes after it.
+        ctr = (await self.exporter()).with_(self.with_nonce)
+        lock = await model_stage.require_lock(self.source, self.model_repo, self.model_revision)
+        ctr = ctr.with_(model_stage.with_export_code(self.source, lock))
+        if self.model_dir is not None:
+            ctr = model_stage.from_directory(ctr, lock, self.model_dir)
+        else:
+            ctr = model_stage.download(ctr, lock, self.hf_endpoint, self.hf_token)
+        return model_stage.build_model_dir(ctr, lock, variants)
+
+    async def exporter(self) -> dagger.Container:
+        """torch, sentence-transformers and onnx (the export group; torch's CPU wheels from --torch-index-url)."""
         separate = model_stage.separate_torch_index(self.torch_index_url, self.index_url)
         cpu_only = model_stage.cuda_packages(await self.source.file("uv.lock").contents()) if separate else []
         requirements = model_stage.export_requirements(self.tools(), self.source, cpu_only)
-        # The exporter's toolchain (torch, ~5 GB) is a tool, not content: a nonce re-runs what comes after it.
-        ctr = model_stage.exporter(self.tools(), requirements, self.torch_index_url if separate else None)
-        ctr = ctr.with_(self.with_nonce)
-        ctr = ctr.with_(model_stage.with_export_code(self.source))
-        ctr = model_stage.download(ctr, self.hf_endpoint, self.model_repo, self.model_revision, self.hf_token)
-        return model_stage.build_model_dir(ctr)
+        return model_stage.exporter(self.tools(), requirements, self.torch_index_url if separate else None)
+
+    @function
+    async def lock(self) -> dagger.File:
+        """A lock for --model-repo at --model-revision: the files the export needs (safetensors over pickles, no
+        other exports), each with sha256 and size, the license and the policy; from --hf-endpoint, or from
+        --model-dir. Trust on first use: review it and commit it at models/REPO/REVISION.json."""
+        locker = model_stage.locker(self.tools(), self.source)
+        return model_stage.make_lock(locker, self.model_repo, self.model_revision, self.hf_endpoint, self.hf_token,
+                                     self.model_dir)
 
     @function
     async def build(self) -> dagger.Container:
@@ -133,7 +162,7 @@ class Embedder:
         """Everything but app/: base OS, user, model, virtualenv and the runtime config, labelled with its content
         key; its layers' file times are ``epoch``."""
         path = runtime.model_path(self.model_repo, self.model_revision)
-        model, found = await asyncio.gather(self.model(), self.base_inputs())
+        model, found = await asyncio.gather(self.model_stage(self.variant.value), self.base_inputs())
         model = runtime.only_variant(model, self.variant.name)
         venv = runtime.virtualenv(self.tools().with_(self.with_nonce), self.source, epoch)
         ctr = dag.container().from_(self.base_image).with_directory(
@@ -189,10 +218,13 @@ class Embedder:
     @function
     @dagger.check
     async def image_checks(
-        self, size_budget_mb: Annotated[int, Doc("largest acceptable image size, MB uncompressed")] = 450
+        self, size_budget_mb: Annotated[int | None, Doc(BUDGET_DOC)] = None
     ) -> str:
         """tests/image/: user, healthcheck, labels, port, no compilers, no torch/nvidia/triton, size."""
-        ctr = testing.runner(self.tools(), self.source, await self.model())
+        model = await self.model()
+        if size_budget_mb is None:
+            size_budget_mb = runtime.size_budget_mb(await model.file("model.lock.json").contents(), self.variant.name)
+        ctr = testing.runner(self.tools(), self.source, model)
         return await testing.pytest(testing.with_image(ctr, await self.build(), size_budget_mb), "-s", "tests/image")
 
     @function(cache="never")
@@ -252,6 +284,22 @@ class Embedder:
         """Publish to a registry:2 with htpasswd auth: wrong password fails and pushes nothing; right one matches."""
         return await testing.publish_check(self.tools(), await self.build(), self.registry_image)
 
+    @function
+    @dagger.check
+    async def export_check(self) -> str:
+        """tests/export/ where torch is: tiny models of every pooling mode, Dense layers, no token_type_ids and
+        prompts, exported and compared with sentence-transformers (fp32 within 1e-5, int8 min cosine 0.99)."""
+        lock = await self.source.file("uv.lock").contents()
+        ctr = anymodel.with_tests(await self.exporter(), self.source, lock)
+        return await testing.pytest(ctr, "--noconftest", "-s", "tests/export")
+
+    @function(cache="never")
+    @dagger.check
+    async def any_model_check(self) -> str:
+        """A model that is not all-MiniLM-L6-v2 (tiny, RoBERTa-style, CLS pooling, Dense, no Normalize, prompts)
+        from disk (--model-dir) with a lock made by `lock`, built and served: tests/anymodel/."""
+        return await anymodel.served_check(self, await self.exporter())
+
     @function(cache="never")
     @dagger.check
     async def base_check(self) -> str:
@@ -266,9 +314,10 @@ class Embedder:
 
     @function(cache="never")
     async def test(
-        self, size_budget_mb: Annotated[int, Doc("largest acceptable image size, MB uncompressed")] = 450
+        self, size_budget_mb: Annotated[int | None, Doc(BUDGET_DOC)] = None
     ) -> str:
-        """Everything: unit suite, image, publish, integration, fleet, docs, manifest, memory, SBOM and base checks.
+        """Everything: unit suite, image, publish, integration, fleet, docs, manifest, memory, SBOM, base, export
+        and any-model checks.
         Fails if any fails."""
         parts = {
             "unit": self.unit_tests(),
@@ -281,6 +330,8 @@ class Embedder:
             "memory": self.memory_check(),
             "sbom": self.sbom_check(),
             "base": self.base_check(),
+            "export": self.export_check(),
+            "any-model": self.any_model_check(),
         }
         return testing.report(parts.keys(), await asyncio.gather(*parts.values(), return_exceptions=True))
 

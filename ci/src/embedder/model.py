@@ -43,33 +43,85 @@ def exporter(base: dagger.Container, requirements: dagger.File, torch_index: str
     )
 
 
-def with_export_code(source: dagger.Directory):
+#: Where a model's lock lives in the repository: one file per repo@revision, reviewed and committed like code.
+LOCKS = "models"
+
+
+def lock_path(repo: str, revision: str) -> str:
+    return f"{LOCKS}/{repo}/{revision}.json"
+
+
+async def require_lock(source: dagger.Directory, repo: str, revision: str) -> str:
+    """The lock's path; a ValueError naming the command that makes it when the checkout has none."""
+    path = lock_path(repo, revision)
+    if not await source.glob(path):
+        raise ValueError(
+            f"no lock for {repo}@{revision}: {path} is not in the checkout. Make it with `dagger call --model-repo "
+            f"{repo} --model-revision {revision} lock export --path {path}`, review it and commit it."
+        )
+    return path
+
+
+def with_export_code(source: dagger.Directory, lock: str):
     def apply(ctr: dagger.Container) -> dagger.Container:
         # File by file, not `include=`: the cache then keys on these files' contents only, so a change
-        # elsewhere in app/ does not export the model again.
+        # elsewhere in app/ (or another model's lock) does not export the model again.
         return (
             ctr.with_file(f"{WORKDIR}/app/__init__.py", source.file("app/__init__.py"))
             .with_file(f"{WORKDIR}/app/lock.py", source.file("app/lock.py"))
+            .with_file(f"{WORKDIR}/app/embedding_meta.py", source.file("app/embedding_meta.py"))
             .with_directory(f"{WORKDIR}/app/export", source.directory("app/export"))
+            .with_file(f"{WORKDIR}/{lock}", source.file(lock))
             .with_workdir(WORKDIR)
         )
 
     return apply
 
 
-def download(ctr: dagger.Container, endpoint: str, repo: str, revision: str, token: dagger.Secret | None):
-    """Fetch the locked files into SNAPSHOT; huggingface_hub's cache lives in a volume, so a rerun downloads nothing."""
+def with_hf(ctr: dagger.Container, token: dagger.Secret | None) -> dagger.Container:
+    """huggingface_hub's cache in a volume (a rerun downloads nothing), no telemetry, the token if any."""
     ctr = ctr.with_mounted_cache(HF_CACHE, hf_cache()).with_env_variable("HF_HOME", HF_CACHE)
-    ctr = ctr.with_env_variable("HF_HUB_DISABLE_TELEMETRY", "1")
-    ctr = ctr.with_env_variable("HF_HUB_DISABLE_PROGRESS_BARS", "1")
-    if token is not None:
-        ctr = ctr.with_secret_variable("HF_TOKEN", token)
-    return ctr.with_exec([
-        "python", "-m", "app.export", "download",
-        "--endpoint", endpoint, "--repo", repo, "--revision", revision, "--out", SNAPSHOT,
-    ])
+    ctr = ctr.with_env_variable("HF_HUB_DISABLE_TELEMETRY", "1").with_env_variable("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    return ctr.with_secret_variable("HF_TOKEN", token) if token is not None else ctr
 
 
-def build_model_dir(ctr: dagger.Container) -> dagger.Directory:
-    build = ["python", "-m", "app.export", "build", "--snapshot", SNAPSHOT, "--out", MODEL]
-    return ctr.with_exec(build).directory(MODEL)
+def download(ctr: dagger.Container, lock: str, endpoint: str, token: dagger.Secret | None) -> dagger.Container:
+    """The locked files of the lock's repo@revision, checked, in SNAPSHOT."""
+    return with_hf(ctr, token).with_exec(
+        ["python", "-m", "app.export", "download", "--lock", lock, "--endpoint", endpoint, "--out", SNAPSHOT]
+    )
+
+
+def from_directory(ctr: dagger.Container, lock: str, local: dagger.Directory) -> dagger.Container:
+    """The locked files of a model directory on disk, checked like a download, in SNAPSHOT."""
+    return ctr.with_mounted_directory("/work/local", local).with_exec(
+        ["python", "-m", "app.export", "local", "--lock", lock, "--dir", "/work/local", "--out", SNAPSHOT]
+    )
+
+
+def build_model_dir(ctr: dagger.Container, lock: str, variant: str = "both") -> dagger.Directory:
+    build = ["python", "-m", "app.export", "build", "--lock", lock, "--snapshot", SNAPSHOT, "--out", MODEL]
+    return ctr.with_exec([*build, "--variant", variant]).directory(MODEL)
+
+
+def locker(tools: dagger.Container, source: dagger.Directory) -> dagger.Container:
+    """The runtime dependencies (huggingface_hub comes with tokenizers) and the lock-making code: no torch."""
+    return (
+        tools.with_(with_project_files(source))
+        .with_exec(["uv", "sync", "--no-dev", "--no-default-groups", "--no-install-project"])
+        .with_env_variable("PATH", PATH)
+        .with_file(f"{WORKDIR}/app/__init__.py", source.file("app/__init__.py"))
+        .with_file(f"{WORKDIR}/app/lock.py", source.file("app/lock.py"))
+        .with_directory(f"{WORKDIR}/app/export", source.directory("app/export"))
+    )
+
+
+def make_lock(ctr: dagger.Container, repo: str, revision: str, endpoint: str, token: dagger.Secret | None,
+              local: dagger.Directory | None) -> dagger.File:
+    out = "/work/lock.json"
+    args = ["python", "-m", "app.export", "lock", "--repo", repo, "--revision", revision, "--out", out]
+    if local is not None:
+        ctr, args = ctr.with_mounted_directory("/work/local", local), [*args, "--dir", "/work/local"]
+    else:
+        ctr, args = with_hf(ctr, token), [*args, "--endpoint", endpoint]
+    return ctr.with_exec(args).file(out)

@@ -8,6 +8,8 @@ import tomllib
 import dagger
 from dagger import dag
 
+from .model import lock_path
+
 #: The base's content key, and the inputs it was computed from (JSON), as labels of the base (and of every image
 #: built on it).
 KEY_LABEL = "io.embedder.base.key"
@@ -61,7 +63,8 @@ async def inputs(source: dagger.Directory, base_image: str, uv_image: str, model
         "uv.lock": sha256(await source.file("uv.lock").contents()),
         "pyproject.toml dependencies": sha256(dependency_part(await source.file("pyproject.toml").contents())),
         "model": f"{model_repo}@{model_revision}",
-        "model lock and export (app/export/)": await tree_hash(source.directory(MODEL_EXPORT)),
+        "model lock": sha256(await source.file(lock_path(model_repo, model_revision)).contents()),
+        "model export code (app/export/)": await tree_hash(source.directory(MODEL_EXPORT)),
         "base image": await resolved(base_image),
         "uv image": await resolved(uv_image),
         "variant": variant,

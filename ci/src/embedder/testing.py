@@ -20,7 +20,8 @@ REDIS_CONF = "/run/secrets/redis.conf"
 GATE_PORT, GATE_CONTROL_PORT = 6380, 8080
 #: tests/ folders that need more than the unit runner (the image, services, a browser, rendered manifests):
 #: each has its own check, and the unit suite leaves them out.
-CHECK_SUITES = ("integration", "image", "fleet", "docs", "deploy", "memory", "reproducible", "release", "base")
+CHECK_SUITES = ("integration", "image", "fleet", "docs", "deploy", "memory", "reproducible", "release", "base",
+                "anymodel")
 
 
 def runner(tools: dagger.Container, source: dagger.Directory, model: dagger.Directory,
