@@ -20,6 +20,9 @@ from svc_support import make_settings, running_app
 from app.main import create_app
 
 PASSWORD = os.environ.get("EMBEDDER_TEST_REDIS_PASSWORD", "cache-test-password")
+#: With a healthy Redis, a call must not time out because the machine is busy (the checks run in parallel):
+#: the 50 ms default is for production; timeouts have their own tests below.
+HEALTHY = {"cache_timeout_ms": 2000}
 
 
 def _free_port() -> int:
@@ -92,7 +95,7 @@ TEXTS = ["The cat sits on the mat.", "Quarterly revenue grew by nine percent.", 
 
 async def test_second_request_is_a_hit_with_the_same_vectors(model_dir, redis_url):
     texts = [f"{t} ({secrets.token_hex(4)})" for t in TEXTS]  # new to a shared Redis
-    settings = make_settings(model_dir, cache_url=redis_url, cache_password=PASSWORD)
+    settings = make_settings(model_dir, cache_url=redis_url, cache_password=PASSWORD, **HEALTHY)
     async with running_app(create_app(settings)) as c:
         first = await c.post("/embed", json={"inputs": texts})
         await asyncio.sleep(0.2)  # the write is in the background
@@ -112,7 +115,7 @@ async def test_second_request_is_a_hit_with_the_same_vectors(model_dir, redis_ur
 
 
 async def test_keys_name_the_model_and_texts_come_back_in_order(model_dir, redis_url):
-    settings = make_settings(model_dir, cache_url=redis_url, cache_password=PASSWORD)
+    settings = make_settings(model_dir, cache_url=redis_url, cache_password=PASSWORD, **HEALTHY)
     app = create_app(settings)
     async with running_app(app) as c:
         await c.post("/embed", json={"inputs": TEXTS[:1]})
@@ -130,7 +133,7 @@ async def test_keys_name_the_model_and_texts_come_back_in_order(model_dir, redis
 
 async def test_truncate_false_still_refuses_a_cached_long_text(model_dir, redis_url):
     long = "word " * 400
-    async with running_app(create_app(make_settings(model_dir, cache_url=redis_url, cache_password=PASSWORD))) as c:
+    async with running_app(create_app(make_settings(model_dir, cache_url=redis_url, cache_password=PASSWORD, **HEALTHY))) as c:
         assert (await c.post("/embed", json={"inputs": [long]})).status_code == 200
         await asyncio.sleep(0.2)
         refused = await c.post("/embed", json={"inputs": [long], "truncate": False})
@@ -174,7 +177,7 @@ async def test_prompted_and_unprompted_vectors_of_a_text_never_mix(model_dir, re
 
     texts = [f"{t} ({secrets.token_hex(4)})" for t in TEXTS[:2]]
     path = model_copy(model_dir, tmp_path, prompts={"query": "query: "})
-    async with running_app(create_app(make_settings(path, cache_url=redis_url, cache_password=PASSWORD))) as c:
+    async with running_app(create_app(make_settings(path, cache_url=redis_url, cache_password=PASSWORD, **HEALTHY))) as c:
         prompted = await c.post("/embed", json={"inputs": texts, "prompt_name": "query"})
         await asyncio.sleep(0.2)
         plain = await c.post("/embed", json={"inputs": texts})  # same texts, no prompt: misses
