@@ -59,4 +59,12 @@ async def served_check(embedder, exporter: dagger.Container) -> str:
     made, kept = await asyncio.gather(embedder.lock(), embedder.source.file(committed).contents())
     if json.loads(await made.contents()) != json.loads(kept):
         raise AssertionError(f"`dagger call lock` made a lock that differs from {committed}")
-    return out + f"`lock` through the endpoint reproduces {committed}\n"
+    try:  # a revision nobody locked: refused before anything runs, with the command that makes its lock
+        await dataclasses.replace(embedder, model_revision="f" * 40).model()
+    except ValueError as e:
+        refused = str(e)
+    else:
+        raise AssertionError("the model stage built a revision that has no committed lock")
+    if "lock export --path models/" not in refused:
+        raise AssertionError(f"the refusal does not name the command that makes the lock: {refused}")
+    return out + f"`lock` through the endpoint reproduces {committed}\nunlocked revision refused: {refused}\n"
