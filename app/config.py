@@ -24,6 +24,10 @@ VARIANT_FILES: dict[str, str] = {"fp32": "onnx/model.onnx", "int8": "onnx/model_
 REQUIRED_FILES = ("model.lock.json", "tokenizer.json", "embedding.json")
 
 
+#: The default admission bound, in full requests (EMBEDDER_MAX_INPUTS texts of the model's max_seq_length).
+QUEUED_REQUESTS = 1.25
+
+
 class Settings(BaseSettings):
     """All knobs of the service. Every field maps to ``EMBEDDER_<NAME>``."""
 
@@ -48,8 +52,12 @@ class Settings(BaseSettings):
         ge=1,
         description="Most bytes of request bodies being read and handled at once; past it, 503 + Retry-After.",
     )
-    max_queued_tokens: int = Field(
-        81_920, ge=1, description="Most tokens admitted (queued or running) at once; past it, 503 + Retry-After."
+    max_queued_tokens: int | None = Field(
+        None,
+        ge=1,
+        description="Most tokens admitted (queued or running) at once; past it, 503 + Retry-After. Default: "
+        f"{QUEUED_REQUESTS} full requests of the model (EMBEDDER_MAX_INPUTS x its max_seq_length; 81,920 for "
+        "256 texts of 256 tokens).",
     )
     slack_ms_per_token: float = Field(
         10.0,
@@ -191,6 +199,14 @@ class Settings(BaseSettings):
     @property
     def onnx_path(self) -> Path:
         return self.model_dir / VARIANT_FILES[self.variant]
+
+
+def for_model(settings: Settings, max_seq_length: int) -> Settings:
+    """The settings with the defaults that follow the model filled in (EMBEDDER_MAX_QUEUED_TOKENS)."""
+    if settings.max_queued_tokens is not None:
+        return settings
+    tokens = int(QUEUED_REQUESTS * settings.max_inputs * max_seq_length)
+    return settings.model_copy(update={"max_queued_tokens": tokens})
 
 
 def describe_settings_error(exc: Exception) -> str:

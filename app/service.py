@@ -20,7 +20,7 @@ from app.admission import Admission, Ticket
 from app.batching import Batcher, BatcherClosed
 from app.cache import EmbeddingCache, model_key
 from app.capacity import calibrate, check_capacity, log_capacity
-from app.config import Settings
+from app.config import Settings, for_model
 from app.errors import InputTooLarge, InvalidInput, ModelNotFound, NotReady
 from app.metrics import Metrics
 from app.model import EmbeddingModel, Tokenized
@@ -46,10 +46,10 @@ def normalize_rows(vectors: np.ndarray) -> np.ndarray:
 
 class EmbeddingService:
     def __init__(self, settings: Settings, metrics: Metrics) -> None:
-        self.settings = settings
         self.metrics = metrics
         self.model = EmbeddingModel(settings)
         self.info = self.model.info
+        self.settings = settings = for_model(settings, self.info.max_seq_length)
         self.status = "starting"
         self.reason: str | None = "model not loaded yet"
         self._executor: ThreadPoolExecutor | None = None

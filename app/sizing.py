@@ -30,7 +30,7 @@ import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from app.config import Settings, describe_settings_error
+from app.config import Settings, describe_settings_error, for_model
 from app.embedding_meta import EmbeddingMeta, EmbeddingMetaError
 
 MB = 1 << 20
@@ -113,6 +113,7 @@ def activation_bytes_per_token(shape: ModelShape) -> float:
 
 
 def estimate(settings: Settings, shape: ModelShape) -> MemoryEstimate:
+    settings = for_model(settings, shape.max_seq_length)
     call_tokens = min(settings.max_batch_tokens, settings.max_batch * shape.max_seq_length)
     runtime = RUNTIME_BYTES
     weights = WEIGHTS_FACTOR * shape.onnx_bytes
@@ -140,7 +141,7 @@ def main(argv: list[str] | None = None) -> int:
     except EmbeddingMetaError as exc:
         print(exc, file=sys.stderr)
         return 2
-    est = estimate(settings, shape)
+    est, settings = estimate(settings, shape), for_model(settings, shape.max_seq_length)
     if args.json:
         print(json.dumps({"model": asdict(shape), "settings": _settings(settings), **asdict(est)}, indent=2))
     else:

@@ -146,3 +146,17 @@ async def test_admitted_work_is_released_after_errors(model_dir):
         assert (await client.post("/embed", json={"inputs": ["a", "b"]})).status_code == 200
         service = app.state.service
         assert (service.admission.texts, service.admission.tokens) == (0, 0)
+
+
+def test_default_admission_bound_follows_the_models_token_limit(model_dir):
+    """Unset, EMBEDDER_MAX_QUEUED_TOKENS is 1.25 full requests of the model: 81,920 for 256 texts of 256 tokens,
+    and a 512-token model starts with the defaults (a fixed 81,920 would be below one full request)."""
+    from app.config import for_model
+
+    settings = Settings(model_dir=model_dir)
+    assert settings.max_queued_tokens is None
+    assert for_model(settings, 256).max_queued_tokens == 81_920
+    longer = for_model(settings, 512)
+    check_capacity(longer, 512)
+    assert longer.max_queued_tokens == int(1.25 * settings.max_inputs * 512)
+    assert for_model(Settings(model_dir=model_dir, max_queued_tokens=70_000), 512).max_queued_tokens == 70_000
