@@ -19,7 +19,8 @@ from pathlib import Path
 
 NAME = "embedding.json"
 FORMAT = 1
-_FIX = "re-export the model directory with `dagger call model`"
+#: The fix for a model directory that does not hold what the service needs.
+REEXPORT = "re-export the model directory with `dagger call model`"
 
 
 class EmbeddingMetaError(ValueError):
@@ -46,13 +47,13 @@ class EmbeddingMeta:
         try:
             data = json.loads(path.read_text(encoding="utf-8"))
         except FileNotFoundError:
-            raise EmbeddingMetaError(f"{path} is missing (exports before format {FORMAT} lack it); {_FIX}") from None
+            raise EmbeddingMetaError(f"{path} is missing (exports before format {FORMAT} lack it); {REEXPORT}") from None
         except (OSError, ValueError) as exc:
-            raise EmbeddingMetaError(f"{path} cannot be read ({exc}); {_FIX}") from None
+            raise EmbeddingMetaError(f"{path} cannot be read ({exc}); {REEXPORT}") from None
         try:
             return cls.parse(data)
         except (KeyError, TypeError, ValueError) as exc:
-            raise EmbeddingMetaError(f"{path} is invalid: {exc}; {_FIX}") from None
+            raise EmbeddingMetaError(f"{path} is invalid: {exc}; {REEXPORT}") from None
 
     @classmethod
     def parse(cls, data: object) -> EmbeddingMeta:

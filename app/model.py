@@ -18,7 +18,7 @@ import numpy as np
 
 from app.config import Settings
 from app.embedding_meta import NAME as META_NAME
-from app.embedding_meta import EmbeddingMeta, EmbeddingMetaError
+from app.embedding_meta import REEXPORT, EmbeddingMeta, EmbeddingMetaError
 from app.lock import Lock
 
 log = logging.getLogger(__name__)
@@ -39,9 +39,12 @@ class ModelInfo:
     repo: str
     revision: str
     variant: str
-    max_seq_length: int
     files: dict[str, dict]
     meta: EmbeddingMeta
+
+    @property
+    def max_seq_length(self) -> int:
+        return self.meta.max_seq_length
 
     @property
     def name(self) -> str:
@@ -71,14 +74,12 @@ class ModelInfo:
                 repo=str(lock["repo"]),
                 revision=str(lock["revision"]),
                 variant=variant,
-                max_seq_length=meta.max_seq_length,
                 files=dict(lock.get("files", {})),
                 meta=meta,
             )
         except (OSError, ValueError, KeyError, TypeError) as exc:
             raise ModelIntegrityError(
-                f"cannot read {model_dir / 'model.lock.json'}: {type(exc).__name__}: {exc}; "
-                "re-export the model directory with `dagger call model`"
+                f"cannot read {model_dir / 'model.lock.json'}: {type(exc).__name__}: {exc}; {REEXPORT}"
             ) from exc
 
 
@@ -152,7 +153,7 @@ class EmbeddingModel:
 
     def _check_graph(self, session, onnx_rel: str) -> None:
         """The graph takes exactly the metadata's inputs and outputs its width; else ModelIntegrityError."""
-        meta, fix = self.meta, "re-export the model directory with `dagger call model`"
+        meta, fix = self.meta, REEXPORT
         graph_inputs = [i.name for i in session.get_inputs()]
         outputs = {o.name: o for o in session.get_outputs()}
         unknown = [n for n in meta.inputs if n not in FEEDABLE]
