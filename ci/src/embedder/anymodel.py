@@ -10,7 +10,7 @@ import tomllib
 import dagger
 
 from . import testing
-from .model import lock_path
+from .model import lock_path, with_export_package
 from .toolchain import VENV, WORKDIR
 
 TINY_REPO = "embedder-tests/tiny-roberta-cls-dense"
@@ -30,12 +30,8 @@ def with_tests(exporter: dagger.Container, source: dagger.Directory, uv_lock: st
     return (
         exporter.with_exec(["uv", "pip", "install", "--python", f"{VENV}/bin/python", pinned(uv_lock, "pytest")])
         .with_file(f"{WORKDIR}/pyproject.toml", source.file("pyproject.toml"))
-        .with_file(f"{WORKDIR}/app/__init__.py", source.file("app/__init__.py"))
-        .with_file(f"{WORKDIR}/app/lock.py", source.file("app/lock.py"))
-        .with_file(f"{WORKDIR}/app/embedding_meta.py", source.file("app/embedding_meta.py"))
-        .with_directory(f"{WORKDIR}/app/export", source.directory("app/export"))
+        .with_(with_export_package(source))
         .with_directory(f"{WORKDIR}/tests/export", source.directory("tests/export"))
-        .with_workdir(WORKDIR)
         .with_env_variable("PYTHONPATH", WORKDIR)
     )
 

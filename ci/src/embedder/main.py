@@ -138,13 +138,12 @@ class Embedder:
     async def build(self) -> dagger.Container:
         """The runtime image: non-root, no compiler, no torch, healthcheck on /ready; it carries its SBOM. With
         --base-ref, only the app layer and the config are added to that published base."""
-        revision, epoch = await asyncio.gather(self.commit.commit(), self.epoch())
+        revision, epoch, here = await asyncio.gather(self.commit.commit(), self.epoch(), self.base_inputs())
         if self.base_ref:
-            here = await self.base_inputs()
             ref = prebuilt.with_key_tag(self.base_ref, here)
             base = await prebuilt.checked(prebuilt.pull(ref), ref, here)
         else:
-            base = await self.runtime_base(epoch)
+            base = await self.runtime_base(epoch, here)
         return await self.on_base(base, revision, epoch)
 
     @function
@@ -158,12 +157,11 @@ class Embedder:
         return await prebuilt.inputs(self.source, self.base_image, self.uv_image, self.model_repo,
                                      self.model_revision, self.variant.value)
 
-    async def runtime_base(self, epoch: int) -> dagger.Container:
-        """Everything but app/: base OS, user, model, virtualenv and the runtime config, labelled with its content
-        key; its layers' file times are ``epoch``."""
+    async def runtime_base(self, epoch: int, found: dict[str, str]) -> dagger.Container:
+        """Everything but app/: base OS, user, model, virtualenv and the runtime config, labelled with the content
+        key of ``found`` (base_inputs()); its layers' file times are ``epoch``."""
         path = runtime.model_path(self.model_repo, self.model_revision)
-        model, found = await asyncio.gather(self.model_stage(self.variant.value), self.base_inputs())
-        model = runtime.only_variant(model, self.variant.name)
+        model = runtime.only_variant(await self.model_stage(self.variant.value), self.variant.name)
         venv = runtime.virtualenv(self.tools().with_(self.with_nonce), self.source, epoch)
         ctr = dag.container().from_(self.base_image).with_directory(
             "/", runtime.layer(self.base(), "/", runtime.user_files(self.base(), epoch), epoch)
@@ -383,7 +381,8 @@ class Embedder:
         """Push the base for code-only builds (everything but app/: OS, user, virtualenv, model, runtime config)
         tagged with its content key, and with the key and today's date; prints each REF@sha256 and the key.
         `dagger call --base-ref REF@sha256:… build` then adds only the app layer."""
-        base, found = await asyncio.gather(self.runtime_base(await self.epoch()), self.base_inputs())
+        epoch, found = await asyncio.gather(self.epoch(), self.base_inputs())
+        base = await self.runtime_base(epoch, found)
         tags = prebuilt.tags(found, datetime.now(UTC).strftime("%Y%m%d"))
         refs = await publishing.push(base, address, tags, username, password)
         return "\n".join([*refs, f"key: {prebuilt.key(found)}"]) + "\n"

@@ -62,18 +62,28 @@ async def require_lock(source: dagger.Directory, repo: str, revision: str) -> st
     return path
 
 
-def with_export_code(source: dagger.Directory, lock: str):
+def with_export_package(source: dagger.Directory):
+    """What `python -m app.export` imports of app/ (the package, its locks and metadata modules, app/export),
+    at WORKDIR. File by file, not `include=`: the cache then keys on these files' contents only, so a change
+    elsewhere in app/ does not export the model again."""
+
     def apply(ctr: dagger.Container) -> dagger.Container:
-        # File by file, not `include=`: the cache then keys on these files' contents only, so a change
-        # elsewhere in app/ (or another model's lock) does not export the model again.
         return (
             ctr.with_file(f"{WORKDIR}/app/__init__.py", source.file("app/__init__.py"))
             .with_file(f"{WORKDIR}/app/lock.py", source.file("app/lock.py"))
             .with_file(f"{WORKDIR}/app/embedding_meta.py", source.file("app/embedding_meta.py"))
             .with_directory(f"{WORKDIR}/app/export", source.directory("app/export"))
-            .with_file(f"{WORKDIR}/{lock}", source.file(lock))
             .with_workdir(WORKDIR)
         )
+
+    return apply
+
+
+def with_export_code(source: dagger.Directory, lock: str):
+    """The export package and the one lock the stage needs (another model's lock does not re-export this one)."""
+
+    def apply(ctr: dagger.Container) -> dagger.Container:
+        return ctr.with_(with_export_package(source)).with_file(f"{WORKDIR}/{lock}", source.file(lock))
 
     return apply
 
@@ -110,9 +120,7 @@ def locker(tools: dagger.Container, source: dagger.Directory) -> dagger.Containe
         tools.with_(with_project_files(source))
         .with_exec(["uv", "sync", "--no-dev", "--no-default-groups", "--no-install-project"])
         .with_env_variable("PATH", PATH)
-        .with_file(f"{WORKDIR}/app/__init__.py", source.file("app/__init__.py"))
-        .with_file(f"{WORKDIR}/app/lock.py", source.file("app/lock.py"))
-        .with_directory(f"{WORKDIR}/app/export", source.directory("app/export"))
+        .with_(with_export_package(source))
     )
 
 

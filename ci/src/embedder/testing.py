@@ -172,8 +172,8 @@ async def base_check(embedder, others: dict) -> str:
     """`embedder`'s base pushed to a registry:2 with auth and pulled back; the image built on it (as --base-ref
     builds) checked by tests/base against the base and the full build, and served; each of ``others`` (name of
     the input it changes -> an Embedder) refused, its name in the refusal."""
-    revision, epoch = await asyncio.gather(embedder.commit.commit(), embedder.epoch())
-    base, here = await asyncio.gather(embedder.runtime_base(epoch), embedder.base_inputs())
+    revision, epoch, here = await asyncio.gather(embedder.commit.commit(), embedder.epoch(), embedder.base_inputs())
+    base = await embedder.runtime_base(epoch, here)
     user, password = "ci", dag.set_secret(f"base-registry-{secrets.token_hex(4)}", secrets.token_urlsafe(24))
     line = await publish.htpasswd(embedder.tools(), user, password)
     svc = await publish.registry(embedder.registry_image, line, prebuilt.CHECK_PORT).start()
