@@ -63,4 +63,5 @@ async def served_check(embedder, exporter: dagger.Container) -> str:
         raise AssertionError("the model stage built a revision that has no committed lock")
     if "lock export --path models/" not in refused:
         raise AssertionError(f"the refusal does not name the command that makes the lock: {refused}")
-    return out + f"`lock` through the endpoint reproduces {committed}\nunlocked revision refused: {refused}\n"
+    # pytest's summary comes last: the output of `test` (and of .ci/run) ends with it.
+    return f"`lock` through the endpoint reproduces {committed}\nunlocked revision refused: {refused}\n" + out

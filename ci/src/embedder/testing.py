@@ -195,7 +195,8 @@ async def base_check(embedder, others: dict) -> str:
         out = await pytest(with_service(ctr, image, embedder.variant.name), "-s", "tests/base")
     finally:
         await svc.stop()
-    return out + "pushed " + ", ".join(pushed) + f"; built on {ref}\n" + "".join(f"refused ({n}): {t}\n" for n, t in refusals.items())
+    refused = "".join(f"refused ({n}): {t}\n" for n, t in refusals.items())
+    return "pushed " + ", ".join(pushed) + f"; built on {ref}\n" + refused + out  # pytest's summary last
 
 
 def report(names, results) -> str:
