@@ -1,12 +1,14 @@
 -- wrk script of bench/mixed.py: mixed short/passage traffic, one text per request, per-class latency.
 --
---   wrk -t C -c C -d SECONDS --timeout 60s -s bench/mixed.lua URL -- BODIES A B START END
+--   wrk -t C -c C -d SECONDS --timeout 60s -s bench/mixed.lua URL -- BODIES A B START END C
 --
 -- BODIES: a file of request bodies, one per line, each prefixed by its class and a space ("s {...}" for a
 -- short/query text, "p {...}" for a passage); they are POSTed to /v1/embeddings as they are.
 -- A/B: A passages in every B requests. Thread k's n-th request (n = 0, 1, ...) is a passage when
 -- ((n + k) * A) % B < A (A = 1, B = 10: when (n + k) % 10 == 0), so the classes interleave evenly and
--- deterministically; each class cycles through its own texts from a per-thread offset.
+-- deterministically. Bodies are dealt out strided: thread k's j-th body of a class is that class's
+-- (k + j * C)-th, so no two requests of a run carry the same body until a class's pool is used up; after
+-- that bodies come round again and each such request is counted in "repeats".
 -- START/END: the measurement window in CLOCK_MONOTONIC seconds (the clock of Python's time.monotonic()).
 -- Only responses that complete inside it are counted; the time before START is the warm-up.
 -- Needs one connection per thread (-t C -c C): request() and response() then strictly alternate in each
@@ -40,6 +42,7 @@ function init(args)
   -- args[0] is the URL; ours follow "--"
   local path, a, b = args[1], tonumber(args[2]), tonumber(args[3])
   win_start, win_end = tonumber(args[4]), tonumber(args[5])
+  stride = tonumber(args[6])
   ratio_a, ratio_b = a, b
   local headers = { ["Content-Type"] = "application/json" }
   pools = { s = {}, p = {} }
@@ -49,7 +52,8 @@ function init(args)
     pool[#pool + 1] = wrk.format("POST", "/v1/embeddings", headers, body)
   end
   n, sent, cls = 0, 0, "s"
-  next_text = { s = id * 7, p = id * 3 }
+  next_text = { s = id, p = id }
+  repeats = 0             -- requests whose body an earlier request of this run already carried
   lat_s, lat_p = {}, {}   -- ms, 200s completed inside the window
   codes = {}              -- "s200" -> count, "p503" -> count, ... (inside the window)
 end
@@ -58,7 +62,8 @@ function request()
   cls = (((n + id) * ratio_a) % ratio_b < ratio_a) and "p" or "s"
   n = n + 1
   local pool, i = pools[cls], next_text[cls]
-  next_text[cls] = i + 1
+  next_text[cls] = i + stride
+  if i >= #pool then repeats = repeats + 1 end
   sent = now()
   return pool[i % #pool + 1]
 end
@@ -102,9 +107,10 @@ function done(summary, latency, requests)
       '"%s":{"ok":%d,"p50_ms":%s,"p99_ms":%s,"non_200":%d,"statuses":{%s},"latencies_ms":[%s]}',
       c, #all, pct(all, 0.5), pct(all, 0.99), bad, table.concat(st, ","), table.concat(ms, ","))
   end
-  local e = summary.errors
+  local e, reused = summary.errors, 0
+  for _, t in ipairs(threads) do reused = reused + t:get("repeats") end
   parts[#parts + 1] = string.format(
-    '"wrk":{"requests":%d,"duration_s":%.3f,"connect":%d,"read":%d,"write":%d,"timeout":%d,"status":%d}',
-    summary.requests, summary.duration / 1e6, e.connect, e.read, e.write, e.timeout, e.status)
+    '"wrk":{"requests":%d,"duration_s":%.3f,"connect":%d,"read":%d,"write":%d,"timeout":%d,"status":%d,"repeats":%d}',
+    summary.requests, summary.duration / 1e6, e.connect, e.read, e.write, e.timeout, e.status, reused)
   io.write("MIXED {", table.concat(parts, ","), "}\n")
 end

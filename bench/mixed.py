@@ -44,9 +44,9 @@ from pathlib import Path
 import httpx
 import numpy as np
 
+from bench import wrk
 from bench.service import ROOT, cpu_seconds, model_dir, ort_embedder, sentences, service
 
-LUA = Path(__file__).with_name("mixed.lua")
 MODEL = "sentence-transformers/all-MiniLM-L6-v2"
 CLASSES = {"s": ("short", 8, 32), "p": ("passage", 128, 256)}
 WORDS = " ".join(sentences(1728)).split()  # every combination, shuffled: ~31k words
@@ -57,15 +57,16 @@ def openai_body(text: str) -> dict:
     return {"model": MODEL, "input": text, "encoding_format": "float"}
 
 
-def build_pools(model, n: int, seed: int) -> dict[str, list[tuple[str, int]]]:
-    """Per class, n (text, tokens) cut from WORDS at random offsets; word counts found by bisection."""
+def build_pools(model, n: int, seed: int, classes: dict = CLASSES) -> dict[str, list[tuple[str, int]]]:
+    """Per class (key: (name, fewest tokens, most tokens)), n (text, tokens) cut from WORDS at random offsets;
+    word counts found by bisection."""
     rng, pools = random.Random(seed), {}
 
     def count(texts: list[str]) -> list[int]:  # tokens incl. special ones; "too many" when truncated
         t = model.tokenize(texts)
         return [10**6 if i in t.over_limit else k for i, k in enumerate(t.lengths)]
 
-    for c, (_, lo, hi) in CLASSES.items():
+    for c, (_, lo, hi) in classes.items():
         targets = np.linspace(lo, hi, n).round().astype(int)
         starts = [rng.randrange(len(WORDS) - hi) for _ in targets]
         text = lambda i, w: " ".join(WORDS[starts[i] : starts[i] + w])  # noqa: E731
@@ -117,17 +118,6 @@ def ideal_window(embed, batches: list[list[str]], duration: float, st: dict) -> 
     st["cpu"] += cpu_seconds() - cpu0
 
 
-def drain(pid: int, timeout: float = 300.0) -> float:
-    """Wait until the server is idle: wrk drops the requests in flight when it stops, the server may not."""
-    t0 = time.monotonic()
-    while time.monotonic() < t0 + timeout:
-        cpu0 = cpu_seconds(pid)
-        time.sleep(0.3)
-        if cpu_seconds(pid) - cpu0 <= 0.02:
-            break
-    return time.monotonic() - t0
-
-
 def wrk_stats() -> dict:
     """Empty totals that wrk_window adds to."""
     return {"seconds": 0.0, "cpu": 0.0, "wrk_cpu": 0.0, "socket_errors": 0,
@@ -135,29 +125,17 @@ def wrk_stats() -> dict:
 
 
 def wrk_window(url: str, pid: int, bodies: Path, a: int, b: int, args, st: dict) -> None:
-    """One wrk run; counts what completes in [start + warmup, + duration] (see bench/mixed.lua)."""
-    start = time.monotonic() + args.warmup
-    end = start + args.duration
-    seconds = math.ceil(args.warmup + args.duration) + 1
-    cmd = ["wrk", f"-t{args.connections}", f"-c{args.connections}", f"-d{seconds}s", "--timeout", "120s",
-           "-s", str(LUA), url, "--", str(bodies), str(a), str(b), f"{start:.6f}", f"{end:.6f}"]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    time.sleep(max(0.0, start - time.monotonic()))
-    server, wrk = cpu_seconds(pid), cpu_seconds(proc.pid)
-    time.sleep(max(0.0, end - time.monotonic()))
-    st["cpu"] += cpu_seconds(pid) - server
-    st["wrk_cpu"] += cpu_seconds(proc.pid) - wrk
-    out, err = proc.communicate(timeout=seconds + 60)
-    line = next((x for x in out.splitlines() if x.startswith("MIXED ")), None)
-    if proc.returncode or line is None:
-        raise RuntimeError(f"wrk failed ({proc.returncode}): {err}\n{out}")
-    r = json.loads(line[6:])
+    """One wrk run (bench.wrk.run); adds what completes in [start + warmup, + duration] to ``st``."""
+    r = wrk.run(url, bodies, a, b, connections=args.connections, warmup=args.warmup, duration=args.duration,
+                pid=pid)
+    st["cpu"] += r["server_cpu_s"]
+    st["wrk_cpu"] += r["wrk_cpu_s"]
     st["seconds"] += args.duration
     for c in CLASSES:
         for key in ("ok", "non_200", "statuses", "latencies_ms"):
             st[c][key] += Counter(r[c][key]) if key == "statuses" else r[c][key]
-    st["socket_errors"] += sum(r["wrk"][k] for k in ("connect", "read", "write", "timeout"))
-    print(f"  {r['s']['ok']} + {r['p']['ok']} done in the window; idle {drain(pid):.1f} s later", file=sys.stderr)
+    st["socket_errors"] += sum(r["wrk"][k] for k in wrk.SOCKET_ERRORS)
+    print(f"  {r['s']['ok']} + {r['p']['ok']} done in the window; idle {wrk.drain(pid):.1f} s later", file=sys.stderr)
 
 
 def summarize(st: dict, ideal: dict) -> dict:
