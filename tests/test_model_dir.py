@@ -7,6 +7,7 @@ import json
 import httpx
 import numpy as np
 import pytest
+from needs_export import need
 from svc_support import lifespan_running, make_settings, running_app, wait_until_ready
 
 from app.main import create_app
@@ -91,7 +92,7 @@ async def test_metadata_that_disagrees_with_the_graph_keeps_the_service_unready(
 
 async def test_a_graph_without_token_type_ids_is_fed_only_its_inputs(model_dir, tmp_path, client):
     """A non-BERT graph (no token_type_ids): the service feeds exactly embedding.json's inputs."""
-    pytest.importorskip("onnx")
+    need("onnx", "rewrites an ONNX graph")
     from model_copies import drop_token_type_ids, model_copy
 
     path = model_copy(model_dir, tmp_path, inputs=("input_ids", "attention_mask"), pad_token_id=7)

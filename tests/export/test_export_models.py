@@ -8,8 +8,8 @@ import json
 import numpy as np
 import pytest
 
-pytest.importorskip("torch", reason="exporting needs the export group (torch, sentence-transformers)")
-pytest.importorskip("sentence_transformers", reason="exporting needs the export group")
+pytest.importorskip("torch", reason="exporting needs torch: uv sync --group export")
+pytest.importorskip("sentence_transformers", reason="exporting needs sentence-transformers: uv sync --group export")
 
 import onnxruntime as ort  # noqa: E402
 import torch  # noqa: E402

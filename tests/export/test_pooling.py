@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import pytest
 
-pytest.importorskip("torch", reason="the pooling functions are torch")
-pytest.importorskip("sentence_transformers", reason="the reference is sentence-transformers' Pooling")
+EXPORT = "uv sync --group export"
+pytest.importorskip("torch", reason=f"the pooling functions are torch ({EXPORT})")
+pytest.importorskip("sentence_transformers", reason=f"the reference is sentence-transformers' Pooling ({EXPORT})")
 
 import numpy as np  # noqa: E402
 import onnxruntime as ort  # noqa: E402
