@@ -1,6 +1,6 @@
 """The CI templates (.github/workflows/ci.yml, .gitlab-ci.yml): valid against their published schemas (the
-check-jsonschema package's vendored copies, offline), on dagger.json's Dagger version, running the README's
-commands. They cannot run on this machine (no GitHub, no GitLab); this is what can be proven here."""
+check-jsonschema package's vendored copies, offline), on dagger.json's Dagger version, running the commands
+docs/ci.md documents. They cannot run on this machine (no GitHub, no GitLab); this is what can be proven here."""
 
 from __future__ import annotations
 
@@ -32,13 +32,13 @@ def github_steps() -> list[dict]:
     return [step for job in jobs.values() for step in job["steps"]]
 
 
-def test_github_runs_readme_commands_on_the_pinned_dagger():
+def test_github_runs_the_documented_commands_on_the_pinned_dagger():
     dagger = [s for s in github_steps() if s.get("uses", "").startswith("dagger/dagger-for-github@")]
     assert dagger and all(s["with"]["version"].removeprefix("v") == ENGINE for s in dagger)
     commands = {f"dagger {s['with']['verb']} {s['with']['args']}".split(" --")[0] for s in dagger}
     assert {"dagger call test", "dagger call publish", "dagger call sbom export"} <= commands, commands
-    readme = (ROOT / "README.md").read_text()
-    assert all(command.split(" export")[0] in readme for command in commands)
+    documented = (ROOT / "docs" / "ci.md").read_text()
+    assert all(command.split(" export")[0] in documented for command in commands)
 
 
 def test_github_actions_are_pinned_by_commit():
@@ -56,7 +56,7 @@ def test_publish_only_on_tags_with_credentials_from_secrets():
     assert "--password env://REGISTRY_PASSWORD" in step["with"]["args"]
 
 
-def test_gitlab_runs_readme_commands_on_the_pinned_dagger_in_docker_in_docker():
+def test_gitlab_runs_the_documented_commands_on_the_pinned_dagger_in_docker_in_docker():
     ci = yaml.safe_load(GITLAB.read_text())
     assert ci["variables"]["DAGGER_VERSION"].removeprefix("v") == ENGINE
     assert any(str(s).startswith("docker:") and "dind" in str(s) for s in ci["default"]["services"])
