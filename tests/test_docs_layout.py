@@ -1,6 +1,6 @@
 """README.md is a front page and docs/ holds the rest: nothing the README covered was dropped (each of its
 headings lives on), every relative link and #anchor resolves (GitHub's anchor slugs), every page opens with
-what its reader came for."""
+what its reader came for, and the quickstart has the shape tests/integration/test_quickstart.py sends."""
 
 from __future__ import annotations
 
@@ -8,6 +8,9 @@ import re
 from pathlib import Path
 
 import pytest
+from quickstart import SHOWN_URL, read
+
+from app.routes import embeddings
 
 ROOT = Path(__file__).resolve().parent.parent
 README = ROOT / "README.md"
@@ -94,3 +97,14 @@ def test_each_page_opens_with_what_its_reader_came_for(page):
     assert title.startswith("# ") and "\n" not in title.strip(), title
     assert rest and not rest[0].lstrip().startswith(("#", "|", "```", "-")), rest[:1]
 
+
+def test_quickstart_has_the_shape_the_integration_tests_send():
+    quick = read()
+    bearer = f"Bearer {quick.api_key}"
+    assert quick.curl.path in {route.path for route in embeddings.router.routes} and quick.curl.headers["Authorization"] == bearer
+    assert quick.mcp_url == f"{SHOWN_URL}/mcp" and quick.mcp_headers == {"Authorization": bearer}
+    for snippet in (quick.openai, quick.langchain):
+        compile(snippet, "README.md", "exec")
+        assert f'base_url="{SHOWN_URL}/v1"' in snippet and f'api_key="{quick.api_key}"' in snippet
+        assert "vector = " in snippet
+    assert "check_embedding_ctx_length=False" in quick.langchain
