@@ -1,4 +1,4 @@
-"""API keys: ``Authorization: Bearer <key>`` on every route but the open ones (README, "API keys").
+"""API keys: ``Authorization: Bearer <key>`` on every route but the open ones (docs/cache-and-keys.md).
 
 Keys come from ``EMBEDDER_API_KEYS`` (comma-separated) and ``EMBEDDER_API_KEYS_FILE`` (one key
 per line, ``#`` comments; a mounted Kubernetes Secret). The file is re-read when it changes, so

@@ -1,4 +1,4 @@
-"""Optional embedding cache shared by replicas, in Redis (README, "Embedding cache").
+"""Optional embedding cache shared by replicas, in Redis (docs/cache-and-keys.md).
 
 * Key: ``embedder:<model key>:<sha256 of the text>``, or for a text embedded with a prompt
   (app.prompts) ``embedder:<model key>:p<sha256 of the prompt, 16 bytes>:<sha256 of the text>``,

@@ -92,7 +92,7 @@ def memory_warning(limit_bytes: float, sized: MemoryEstimate) -> str | None:
     return (
         f"the container's memory limit ({limit_bytes / (1 << 20):.0f} MiB) is below the estimated peak "
         f"({sized.peak_mb:.0f} MiB): give it {sized.limit_mb} MiB, or lower EMBEDDER_WORKERS, "
-        "EMBEDDER_MAX_BATCH_TOKENS or EMBEDDER_MAX_QUEUED_TOKENS (python -m app.sizing; README, Sizing)"
+        "EMBEDDER_MAX_BATCH_TOKENS or EMBEDDER_MAX_QUEUED_TOKENS (python -m app.sizing; docs/scheduling.md, Memory)"
     )
 
 
@@ -121,7 +121,7 @@ def log_capacity(settings: Settings, cost: CostModel, drain_s: float) -> None:
     if drain_s > s.graceful_timeout_s:
         log.warning(
             "admitted work may outlast the drain timeout: raise EMBEDDER_GRACEFUL_TIMEOUT_S or "
-            "lower EMBEDDER_MAX_QUEUED_TOKENS (README, Sizing)",
+            "lower EMBEDDER_MAX_QUEUED_TOKENS (docs/scheduling.md, Shutdown)",
             extra=fields,
         )
     else:

@@ -63,13 +63,13 @@ class Settings(BaseSettings):
         10.0,
         ge=0,
         le=1000,
-        description="Scheduling slack per token: larger favours short texts more (README, Scheduling).",
+        description="Scheduling slack per token: larger favours short texts more (docs/scheduling.md).",
     )
     call_overhead_tokens: float | None = Field(
         None,
         ge=0,
         description="Fixed cost of one ORT call in padded tokens, for grouping texts into calls; "
-        "unset = measured at start (README, Scheduling).",
+        "unset = measured at start (docs/scheduling.md).",
     )
     max_wait_ms: float = Field(
         2.0, ge=0, le=1000, description="Most time a batch waits for more requests under load."
@@ -80,17 +80,17 @@ class Settings(BaseSettings):
         0,
         ge=0,
         le=256,
-        description="ORT calls run at once on one session; 0 = usable CPUs + 1 (README, Threads).",
+        description="ORT calls run at once on one session; 0 = usable CPUs + 1 (docs/scheduling.md, Threads).",
     )
     intra_op_threads: int = Field(
-        1, ge=0, le=256, description="ORT threads per call, 0 = ORT default (all cores; README, Threads)."
+        1, ge=0, le=256, description="ORT threads per call, 0 = ORT default (all cores; docs/scheduling.md, Threads)."
     )
     inter_op_threads: int = Field(1, ge=0, le=256, description="ORT inter-op threads, 0 = ORT default.")
     ort_spinning: bool = Field(
         False, description="Let ORT's pool threads spin-wait for work (session.intra_op.allow_spinning)."
     )
     ort_arena: bool = Field(
-        True, description="ORT's CPU memory arena (kept at its peak size; see README, Sizing)."
+        True, description="ORT's CPU memory arena (kept at its peak size; docs/scheduling.md, Memory)."
     )
     api_keys: SecretStr = Field(
         SecretStr(""), description="Accepted API keys, comma-separated; set = every route but probes needs one."
@@ -116,7 +116,7 @@ class Settings(BaseSettings):
         60.0,
         gt=0,
         le=600,
-        description="On SIGTERM, how long admitted requests may take to finish (README, Sizing).",
+        description="On SIGTERM, how long admitted requests may take to finish (docs/scheduling.md, Shutdown).",
     )
     shutdown_delay_s: float = Field(
         5.0,
@@ -193,7 +193,7 @@ class Settings(BaseSettings):
     def call_workers(self) -> int:
         """ORT calls run at once: EMBEDDER_WORKERS, or one per usable CPU (affinity and cgroup
         quota, app.cpus) plus one (a call's Python part and the event loop leave gaps that the
-        extra call fills; README, Threads). Read once: the cgroup files are not re-read per use."""
+        extra call fills; docs/scheduling.md, Threads). Read once: the cgroup files are not re-read per use."""
         return self.workers or cpu_budget().cpus + 1
 
     @property

@@ -131,7 +131,7 @@ class EmbeddingModel:
         opts.inter_op_num_threads = s.inter_op_threads
         opts.log_severity_level = 3
         # Spinning pool threads take ~1.6 of 2 cores at one client for a few % of latency
-        # (README, "ORT thread spinning"); when on, they still stop as soon as a Run() returns, so
+        # (docs/scheduling.md, "ORT thread spinning"); when on, they still stop as soon as a Run() returns, so
         # the event loop thread gets the CPU back between calls.
         opts.add_session_config_entry("session.intra_op.allow_spinning", "1" if s.ort_spinning else "0")
         opts.add_session_config_entry("session.force_spinning_stop", "1")

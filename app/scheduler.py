@@ -29,7 +29,7 @@ No starvation: an item picked as seed before item ``x`` has a deadline no later 
 ``x``'s, so it arrived before ``x``'s deadline. Once ``x``'s deadline has passed, only work
 that arrived before that moment can go ahead of it, and admission control caps that work.
 A request therefore completes by ``arrival + slack_s_per_token x its tokens`` plus the time
-to run the work admitted before that moment (``app.admission``; README "Scheduling").
+to run the work admitted before that moment (``app.admission``; docs/scheduling.md).
 """
 
 from __future__ import annotations

@@ -198,4 +198,4 @@ class ReadyResponse(ModelDescription):
     model: str
     revision: str
     variant: str
-    cache: Literal["off", "ok", "degraded"] = Field("off", description="Embedding cache state (README).")
+    cache: Literal["off", "ok", "degraded"] = Field("off", description="Embedding cache state (docs/cache-and-keys.md).")

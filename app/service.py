@@ -119,7 +119,7 @@ class EmbeddingService:
         )
         self.batcher.start()
         # Everything loaded so far lives as long as the process: keep it out of the cyclic GC's
-        # scans (they took ~25 % of the event loop's time under load; bench.mixed, README).
+        # scans (they took ~25 % of the event loop's time under load; bench.mixed, docs/benchmarks.md).
         gc.collect()
         gc.freeze()
         self.status, self.reason = "ready", None

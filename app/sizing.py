@@ -1,6 +1,6 @@
 """Memory sizing from the model's metadata and the settings: ``python -m app.sizing``.
 
-Peak RSS of the service is the sum of four parts (README, "Sizing"):
+Peak RSS of the service is the sum of four parts (docs/scheduling.md, "Memory"):
 
 * **runtime**: Python, FastAPI, MCP, tokenizers and ONNX Runtime's code, without a model;
 * **weights**: the ONNX file as loaded (ORT keeps the initializers, some pre-packed);

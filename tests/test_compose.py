@@ -37,7 +37,7 @@ def test_every_service_is_hardened(services, name):
 def test_memory_limit_is_the_sizing_formula(services, model_dir):
     svc = services["embedder"]
     settings = settings_from_env(svc["environment"], model_dir)
-    # The workers the memory is sized for are pinned, and match the CPUs given (CPUs + 1, README "Threads").
+    # The workers the memory is sized for are pinned, and match the CPUs given (CPUs + 1; docs/scheduling.md, Threads).
     assert settings.call_workers == int(float(svc["cpus"])) + 1
     assert memory_bytes(svc["mem_limit"]) >= sizing_limit_bytes(settings)
 

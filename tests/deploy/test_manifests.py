@@ -135,7 +135,7 @@ def test_selectors_reach_the_pods(docs, server):
 def test_resources_follow_the_sizing_formula(server, settings):
     resources = container(server, "embedder")["resources"]
     cpus = float(resources["limits"]["cpu"])
-    assert settings.call_workers == int(cpus) + 1, "EMBEDDER_WORKERS is CPUs + 1 (README, Threads)"
+    assert settings.call_workers == int(cpus) + 1, "EMBEDDER_WORKERS is CPUs + 1 (docs/scheduling.md, Threads)"
     assert memory_bytes(resources["limits"]["memory"]) >= sizing_limit_bytes(settings)
 
 
