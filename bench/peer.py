@@ -3,8 +3,8 @@
 Run from the repository root: ``uv run python -m bench.peer --tei-run ~/.cache/embedder-peers/tei/run``
 (TEI built from source: docs/benchmarks.md), or ``--tei-url URL`` for a TEI already running (then its start
 time, memory and CPU are not measured, and it stays up while ours run). ``--baseline REF`` adds our service
-at a git ref (a temporary worktree, same virtualenv) to the same run. About 7 minutes with the defaults
-(10 with --baseline); needs wrk (Debian: apt install wrk).
+at a git ref (a temporary worktree, same virtualenv) to the same run. About 11 minutes with the defaults
+(16 with --baseline); needs wrk (Debian: apt install wrk). --loads and --short-tokens narrow a run.
 
 Parity first: every server embeds the same fixed texts (short, long, non-Latin) through /v1/embeddings; the
 run stops unless each of ours agrees with TEI to min cosine >= --min-cosine.
@@ -43,7 +43,7 @@ import numpy as np
 
 from bench import wrk
 from bench.mixed import build_pools, openai_body, status_mb
-from bench.peer_report import LOADS, Load, NoData, summarize, table
+from bench.peer_report import BY_KEY, LOADS, Load, NoData, summarize, table
 from bench.service import ROOT, cpu_seconds, free_port, model_dir
 
 CLASSES = {"s": ("short", 8, 32), "p": ("passage", 248, 256)}
@@ -127,16 +127,19 @@ def parity(servers: list[Server], texts: list[str], peer: str) -> dict[str, floa
     return {k: min_cosine(v, vectors[peer]) for k, v in vectors.items() if k != peer}
 
 
-def unique_pools(tokenizer, short: int) -> dict[str, list[str]]:
-    """``short`` distinct short texts and a tenth as many passages (build_pools cuts at random offsets:
-    drop the few that coincide)."""
+def unique_pools(tokenizer, short: int, classes: dict = CLASSES) -> dict[str, list[str]]:
+    """``short`` distinct short texts and a tenth as many passages. build_pools cuts at random offsets of a text
+    that repeats its phrases, so some cuts coincide: draw again (another seed) until there are enough."""
     pools = {}
-    for c, spec in CLASSES.items():
-        n = short if c == "s" else max(64, short // 10)
-        texts = list(dict.fromkeys(t for t, _ in build_pools(tokenizer, n + n // 10 + 16, 7, {c: spec})[c]))
-        if len(texts) < n:
-            raise RuntimeError(f"only {len(texts)} distinct {spec[0]} texts of {n}")
-        pools[c] = texts[:n]
+    for c, spec in classes.items():
+        n, texts = short if c == "s" else max(64, short // 10), {}
+        for seed in range(7, 17):
+            texts |= dict.fromkeys(t for t, _ in build_pools(tokenizer, n, seed, {c: spec})[c])
+            if len(texts) >= n:
+                break
+        else:
+            raise RuntimeError(f"only {len(texts)} distinct {spec[0]} texts of {n}: ask for fewer (--pool)")
+        pools[c] = list(texts)[:n]
     return pools
 
 
@@ -204,6 +207,8 @@ def main(argv: list[str] | None = None) -> int:
     add("--idle", type=float, default=10.0, help="seconds of the idle window")
     add("--idle-warmup", type=int, default=64, help="single requests before the idle window")
     add("--pool", type=int, default=40000, help="distinct short texts (and a tenth as many passages)")
+    add("--short-tokens", default="8-32", metavar="LO-HI", help="length of a short query, special tokens included")
+    add("--loads", default=",".join(x.key for x in LOADS), help=f"comma-separated, of {[x.key for x in LOADS]}")
     add("--min-cosine", type=float, default=0.9999, help="parity threshold against TEI")
     args = p.parse_args(argv)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # stop servers, remove the worktree
@@ -213,11 +218,13 @@ def main(argv: list[str] | None = None) -> int:
     from app.model import EmbeddingModel
 
     (tokenizer := EmbeddingModel(Settings(model_dir=path, variant="fp32"))).load()
-    pools = unique_pools(tokenizer, args.pool)
+    lo, hi = (int(x) for x in args.short_tokens.split("-"))
+    pools = unique_pools(tokenizer, args.pool, CLASSES | {"s": ("short", lo, hi)})
+    loads = [BY_KEY[k] for k in args.loads.split(",")]
     runs: dict[str, dict[str, list[dict]]] = {}
     with tempfile.TemporaryDirectory() as tmp, contextlib.ExitStack() as stack:  # worktree gone before tmp
         servers = servers_of(args, path, Path(tmp), stack)
-        runs = {s.name: {load.key: [] for load in LOADS} for s in servers}
+        runs = {s.name: {load.key: [] for load in loads} for s in servers}
         bodies = write_bodies(Path(tmp), pools)
         cos = parity(servers, PARITY_TEXTS + pools["s"][-6:] + pools["p"][-2:], "TEI")
         print(f"parity against TEI: min cosine {cos}", file=sys.stderr)
@@ -226,7 +233,7 @@ def main(argv: list[str] | None = None) -> int:
             return 1
         step = 0
         for r in range(args.rounds):
-            for load in LOADS:
+            for load in loads:
                 order = servers if step % 2 == 0 else servers[::-1]
                 step += 1
                 for s in order:
@@ -234,7 +241,7 @@ def main(argv: list[str] | None = None) -> int:
                     with started(s) as run:
                         runs[s.name][load.key].append(measure(run, load, bodies, pools["s"][:args.idle_warmup], args))
     try:
-        summaries = {k: {load.key: summarize(load, v[load.key]) for load in LOADS} for k, v in runs.items()}
+        summaries = {k: {load.key: summarize(load, v[load.key]) for load in loads} for k, v in runs.items()}
     except NoData as e:
         print(f"no benchmark: {e}", file=sys.stderr)
         return 1

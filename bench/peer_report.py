@@ -94,7 +94,7 @@ class Row:
 
 
 def _peak_rss(s: dict) -> float | None:
-    """The highest VmHWM of any start: each start served one load."""
+    """The highest VmHWM of any start: each start served one load (the idle one too)."""
     return max((x["hwm_mb"] for x in s.values() if x["hwm_mb"] is not None), default=None)
 
 
@@ -103,9 +103,10 @@ def _start(s: dict) -> float | None:
     return float(np.median(starts)) if starts else None
 
 
-def rows() -> list[Row]:
+def rows(keys: set[str]) -> list[Row]:
+    """The table's rows for the loads that ran (``keys``)."""
     out = []
-    for load in LOADS:
+    for load in (x for x in LOADS if x.key in keys):
         t = load.title
         if not load.connections:
             out.append(Row(t, "server CPU, % of one core", lambda s, k=load.key: s[k]["idle_cpu_percent"], ".1f",
@@ -135,11 +136,11 @@ def _cell(value, fmt: str) -> str:
 
 
 def ratio(ours, peer, better: str) -> float | None:
-    """> 1 when ours is better: ours / peer for higher-is-better, peer / ours for lower-is-better."""
-    if not better or ours is None or peer is None or math.isnan(ours) or math.isnan(peer):
+    """> 1 when ours is better: ours / peer for higher-is-better, peer / ours for lower-is-better; none when
+    either is missing or zero (0 % idle CPU against 0.5 % is no ratio worth printing)."""
+    if not better or ours is None or peer is None or math.isnan(ours) or math.isnan(peer) or not ours * peer:
         return None
-    num, den = (ours, peer) if better == "higher" else (peer, ours)
-    return num / den if den else None
+    return ours / peer if better == "higher" else peer / ours
 
 
 def table(summaries: dict[str, dict[str, dict]], peer: str) -> str:
@@ -147,7 +148,7 @@ def table(summaries: dict[str, dict[str, dict]], peer: str) -> str:
     ours = [k for k in summaries if k != peer]
     head = ["Load", "Metric", peer, *ours, *(f"{k} vs {peer}" for k in ours)]
     lines = ["| " + " | ".join(head) + " |", "|---|---|" + "---:|" * (len(head) - 2)]
-    for row in rows():
+    for row in rows(set.intersection(*(set(s) for s in summaries.values()))):
         values = {k: row.value(summaries[k]) for k in summaries}
         ratios = [ratio(values[k], values[peer], row.better) for k in ours]
         cells = [_cell(values[k], row.fmt) for k in (peer, *ours)]

@@ -1,4 +1,4 @@
-"""SIGTERM under load: what a rolling update does to requests (README, "Shutdown").
+"""SIGTERM under load: what a rolling update does to requests (docs/scheduling.md, "Shutdown").
 
 Run from the repository root: ``uv run python -m bench.rollout [--clients 16] [--delay 5]`` (about 30 s).
 

@@ -85,7 +85,7 @@ def test_table_has_each_load_with_values_and_ratios_where_higher_means_embedder_
     assert cells(text, BY_KEY["mix32"].title, "timeouts / non-2xx") == ["2 / 0", "2 / 0", ""]
     assert cells(text, "after those loads", "peak RSS (VmHWM), MB") == ["334", "478", "0.70x"]
     assert cells(text, "start to ready (no Docker)", "seconds, median of every start") == ["0.35", "3.30", "0.11x"]
-    assert cells(text, BY_KEY["idle"].title, "server CPU, % of one core") == ["0.0", "5.0", "0.00x"]
+    assert cells(text, BY_KEY["idle"].title, "server CPU, % of one core") == ["0.0", "5.0", ""]  # no ratio to 0
     assert "nan" not in text and "| 0 |" not in text
 
 
@@ -107,4 +107,4 @@ def test_no_successful_request_is_an_error_not_a_row_of_zeros():
 def test_ratio_direction_and_missing_values():
     assert ratio(2.0, 1.0, "higher") == 2.0 and ratio(2.0, 1.0, "lower") == 0.5
     assert ratio(None, 1.0, "lower") is None and ratio(1.0, math.nan, "higher") is None
-    assert ratio(0.0, 1.0, "lower") is None  # 1 / 0
+    assert ratio(0.0, 1.0, "lower") is None and ratio(1.0, 0.0, "lower") is None  # x / 0, 0 / x

