@@ -1,4 +1,4 @@
-"""The model: a `tokenizers` tokenizer and an ONNX Runtime session (no torch).
+"""The model: a `tokenizers` tokenizer and an inference engine (app.engine; no torch).
 
 The model directory is the contract written by ``python -m app.export``: the ONNX graph outputs
 ``sentence_embedding`` (pooled, dense layers applied, not normalized) for the int64 inputs that
@@ -19,17 +19,14 @@ import numpy as np
 from app.config import Settings
 from app.embedding_meta import NAME as META_NAME
 from app.embedding_meta import REEXPORT, EmbeddingMeta, EmbeddingMetaError
+from app.engine import Engine
+from app.engine import load as load_engine
+from app.engine.graph import ModelIntegrityError
 from app.lock import Lock
 
 log = logging.getLogger(__name__)
 
-OUTPUT_NAME = "sentence_embedding"
-#: ONNX inputs the service knows how to feed, from token ids and the attention mask.
-FEEDABLE = ("input_ids", "attention_mask", "token_type_ids")
-
-
-class ModelIntegrityError(RuntimeError):
-    """The model directory cannot be read or does not hold what the export contract says."""
+__all__ = ["EmbeddingModel", "ModelInfo", "ModelIntegrityError", "Tokenized"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,7 +95,7 @@ class Tokenized:
 
 
 class EmbeddingModel:
-    """Tokenizer + ORT session. ``load()`` is slow: call it off the event loop."""
+    """Tokenizer + engine. ``load()`` is slow: call it off the event loop."""
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
@@ -106,14 +103,18 @@ class EmbeddingModel:
         self.meta = self.info.meta
         self.dimensions: int = self.meta.dimensions
         self._tokenizer = None
-        self._session = None
+        self._engine: Engine | None = None
 
     @property
     def loaded(self) -> bool:
-        return self._session is not None
+        return self._engine is not None
+
+    @property
+    def engine(self) -> Engine:
+        assert self._engine is not None, "model not loaded"
+        return self._engine
 
     def load(self) -> None:
-        from onnxruntime import GraphOptimizationLevel, InferenceSession, SessionOptions
         from tokenizers import Tokenizer
 
         s = self.settings
@@ -124,53 +125,19 @@ class EmbeddingModel:
         tokenizer = Tokenizer.from_file(str(s.model_dir / "tokenizer.json"))
         tokenizer.no_padding()  # padding is per batch, to the longest sequence
         tokenizer.enable_truncation(max_length=self.info.max_seq_length)
-
-        opts = SessionOptions()
-        opts.graph_optimization_level = GraphOptimizationLevel.ORT_ENABLE_ALL
-        opts.intra_op_num_threads = s.intra_op_threads
-        opts.inter_op_num_threads = s.inter_op_threads
-        opts.log_severity_level = 3
-        # Spinning pool threads take ~1.6 of 2 cores at one client for a few % of latency
-        # (docs/scheduling.md, "ORT thread spinning"); when on, they still stop as soon as a Run() returns, so
-        # the event loop thread gets the CPU back between calls.
-        opts.add_session_config_entry("session.intra_op.allow_spinning", "1" if s.ort_spinning else "0")
-        opts.add_session_config_entry("session.force_spinning_stop", "1")
-        # The arena keeps its peak; the call budget (EMBEDDER_MAX_BATCH_TOKENS) is what bounds that peak.
-        opts.enable_cpu_mem_arena = s.ort_arena
-        session = InferenceSession(str(s.onnx_path), opts, providers=["CPUExecutionProvider"])
-        self._check_graph(session, onnx_rel)
-        self._tokenizer, self._session = tokenizer, session
+        engine = load_engine(s, s.onnx_path, self.meta)
+        self._tokenizer, self._engine = tokenizer, engine
         log.info(
             "model loaded",
             extra={
                 "model": self.info.repo,
                 "variant": s.variant,
+                **engine.describe(),
                 "inputs": list(self.meta.inputs),
                 "dimensions": self.dimensions,
                 "max_seq_length": self.info.max_seq_length,
             },
         )
-
-    def _check_graph(self, session, onnx_rel: str) -> None:
-        """The graph takes exactly the metadata's inputs and outputs its width; else ModelIntegrityError."""
-        meta, fix = self.meta, REEXPORT
-        graph_inputs = [i.name for i in session.get_inputs()]
-        outputs = {o.name: o for o in session.get_outputs()}
-        unknown = [n for n in meta.inputs if n not in FEEDABLE]
-        if unknown:
-            raise ModelIntegrityError(
-                f"{META_NAME} lists inputs {unknown} the service cannot feed (it feeds {list(FEEDABLE)}); {fix}"
-            )
-        if sorted(graph_inputs) != sorted(meta.inputs) or OUTPUT_NAME not in outputs:
-            raise ModelIntegrityError(
-                f"{onnx_rel} takes inputs {graph_inputs} and outputs {list(outputs)}; {META_NAME} says inputs "
-                f"{list(meta.inputs)} and output {OUTPUT_NAME!r}; {fix}"
-            )
-        width = outputs[OUTPUT_NAME].shape[-1]
-        if isinstance(width, int) and width != meta.dimensions:
-            raise ModelIntegrityError(
-                f"{onnx_rel} outputs {width} dimensions, {META_NAME} says {meta.dimensions}; {fix}"
-            )
 
     def tokenize(self, texts: Sequence[str]) -> Tokenized:
         """Tokenize (truncating to max_seq_length) and report texts that were too long."""
@@ -190,8 +157,8 @@ class EmbeddingModel:
         return Tokenized(ids, lengths, over, full)
 
     def run(self, batch: Sequence[Sequence[int]]) -> np.ndarray:
-        """One ORT call: pad (pad_token_id) to the longest sequence of this batch, return [n, dim] float32."""
-        assert self._session is not None, "model not loaded"
+        """One engine call: pad (pad_token_id) to the longest sequence of this batch, return [n, dim] float32."""
+        assert self._engine is not None, "model not loaded"
         n = len(batch)
         width = max(len(seq) for seq in batch)
         input_ids = np.full((n, width), self.meta.pad_token_id, dtype=np.int64)
@@ -202,11 +169,9 @@ class EmbeddingModel:
         feed = {"input_ids": input_ids, "attention_mask": attention}
         if "token_type_ids" in self.meta.inputs:
             feed["token_type_ids"] = np.zeros_like(input_ids)
-        feed = {name: feed[name] for name in self.meta.inputs}  # only what the graph takes
-        (out,) = self._session.run([OUTPUT_NAME], feed)
-        return np.asarray(out, dtype=np.float32)
+        return self._engine.run({name: feed[name] for name in self.meta.inputs})  # only what the graph takes
 
     def warm_up(self) -> None:
-        """One real inference so the first request does not pay ORT's lazy init."""
+        """One real inference so the first request does not pay the engine's lazy init."""
         tok = self.tokenize(["warm-up", "a somewhat longer warm-up sentence for the model"])
         self.run(tok.ids)

@@ -1,0 +1,35 @@
+"""Inference engines behind one small interface: load a model directory's graph, run one call of token ids,
+describe itself. Tokenizing, padding and normalizing stay in app.model, the same for every engine.
+
+An engine gets the padded int64 inputs the graph takes (``input_ids``, ``attention_mask`` and, for models
+that take it, ``token_type_ids``; app.model.FEEDABLE) and returns the graph's ``sentence_embedding`` output:
+[batch, dimensions] float32, pooled and not normalized.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+
+from app.config import Settings
+from app.embedding_meta import EmbeddingMeta
+
+
+class Engine(Protocol):
+    name: str
+
+    def run(self, feed: Mapping[str, np.ndarray]) -> np.ndarray:
+        """One call: the graph's inputs in, [batch, dimensions] float32 out."""
+
+    def describe(self) -> dict:
+        """What /ready, /v1/models and the capacity log line report: engine, version, threads."""
+
+
+def load(settings: Settings, graph: Path, meta: EmbeddingMeta) -> Engine:
+    """The engine for ``graph`` (a file of the model directory), checked against the model's metadata."""
+    from app.engine.onnxruntime import OnnxRuntime
+
+    return OnnxRuntime.load(settings, graph, meta)
