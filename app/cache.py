@@ -39,9 +39,11 @@ log = logging.getLogger(__name__)
 _TOKENS = struct.Struct("<I")
 
 
-def model_key(onnx_sha256: str, tokenizer_sha256: str, max_seq_length: int) -> str:
-    ident = f"{onnx_sha256}:{tokenizer_sha256}:{max_seq_length}".encode()
-    return hashlib.sha256(ident).hexdigest()[:32]
+def model_key(onnx_sha256: str, tokenizer_sha256: str, max_seq_length: int, precision: str = "f32") -> str:
+    """What a cached vector was computed from. bf16 vectors are keyed apart from f32 ones, so a fleet of mixed
+    CPUs never mixes them; f32 keys are the ones every release before engines had (their caches stay warm)."""
+    ident = f"{onnx_sha256}:{tokenizer_sha256}:{max_seq_length}" + ("" if precision == "f32" else f":{precision}")
+    return hashlib.sha256(ident.encode()).hexdigest()[:32]
 
 
 def encode(vector: np.ndarray, tokens: int) -> bytes:
@@ -82,6 +84,10 @@ class EmbeddingCache:
         self._open_until = 0.0
         self._writes: set[asyncio.Task] = set()
         metrics.cache_up.set(1)
+
+    def rekey(self, model: str) -> None:
+        """The model key, once the engine has chosen its precision (at load, before any request)."""
+        self._prefix = f"embedder:{model}:".encode()
 
     @property
     def degraded(self) -> bool:

@@ -82,6 +82,13 @@ class Settings(BaseSettings):
         le=256,
         description="ORT calls run at once on one session; 0 = usable CPUs + 1 (docs/scheduling.md, Threads).",
     )
+    engine: Literal["onnxruntime", "openvino"] = Field(
+        "onnxruntime", description="Inference engine; an environment has one or both (docs/settings.md, Engines)."
+    )
+    precision: Literal["auto", "f32", "bf16"] = Field(
+        "auto",
+        description="OpenVINO's precision: auto = bf16 where the CPU runs it natively, else f32 (ONNX Runtime: f32).",
+    )
     intra_op_threads: int = Field(
         1, ge=0, le=256, description="ORT threads per call, 0 = ORT default (all cores; docs/scheduling.md, Threads)."
     )
@@ -128,7 +135,7 @@ class Settings(BaseSettings):
         True, description="Check sha256 of the files used against model.lock.json at load."
     )
 
-    @field_validator("variant", "log_level", mode="before")
+    @field_validator("variant", "log_level", "engine", "precision", mode="before")
     @classmethod
     def _lowercase(cls, value: object) -> object:
         return value.strip().lower() if isinstance(value, str) else value
@@ -140,6 +147,16 @@ class Settings(BaseSettings):
         if url and not url.startswith(("redis://", "rediss://", "unix://")):
             raise ValueError("must start with redis://, rediss:// (TLS) or unix://")
         return value
+
+    @model_validator(mode="after")
+    def _check_engine_settings(self) -> Settings:
+        if self.engine == "onnxruntime" and self.precision == "bf16":
+            raise ValueError("EMBEDDER_PRECISION=bf16 needs EMBEDDER_ENGINE=openvino: ONNX Runtime runs f32")
+        ort_only = sorted({"ort_spinning", "ort_arena", "inter_op_threads"} & self.model_fields_set)
+        if self.engine == "openvino" and ort_only:
+            names = ", ".join(f"EMBEDDER_{n.upper()}" for n in ort_only)
+            raise ValueError(f"{names}: ONNX Runtime settings, which OpenVINO has no use for; unset them")
+        return self
 
     @model_validator(mode="after")
     def _check_queue_caps(self) -> Settings:

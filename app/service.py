@@ -70,17 +70,20 @@ class EmbeddingService:
         url = s.cache_url.get_secret_value()
         if not url:
             return None
-        onnx = str(s.onnx_path.relative_to(s.model_dir))
-        files = self.info.files
         return EmbeddingCache(
             url,
             password=s.redis_password,
-            model=model_key(files[onnx]["sha256"], files["tokenizer.json"]["sha256"], self.info.max_seq_length),
+            model=self._model_key("f32"),
             ttl_s=s.cache_ttl_s,
             timeout_s=s.cache_timeout_ms / 1000,
             breaker_s=s.cache_breaker_s,
             metrics=self.metrics,
         )
+
+    def _model_key(self, precision: str) -> str:
+        s, files = self.settings, self.info.files
+        onnx = str(s.onnx_path.relative_to(s.model_dir))
+        return model_key(files[onnx]["sha256"], files["tokenizer.json"]["sha256"], self.info.max_seq_length, precision)
 
     # -- lifecycle --------------------------------------------------------------------------
     @property
@@ -95,6 +98,8 @@ class EmbeddingService:
         started = time.perf_counter()
         try:
             await loop.run_in_executor(self._executor, self.model.load)
+            if self.cache is not None:
+                self.cache.rekey(self._model_key(self.model.engine.describe().get("precision", "f32")))
             self.reason = "warm-up inference running"
             await loop.run_in_executor(self._executor, self.model.warm_up)
             cost = await calibrate(self.model, self.settings, self._executor)
@@ -162,6 +167,7 @@ class EmbeddingService:
             "variant": self.info.variant,
             **self.info.describe(),
             "cache": "off" if self.cache is None else "degraded" if self.cache.degraded else "ok",
+            "engine": self.model.engine.describe() if self.model.loaded else None,
         }
 
     # -- checks -----------------------------------------------------------------------------

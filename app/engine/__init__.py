@@ -28,8 +28,30 @@ class Engine(Protocol):
         """What /ready, /v1/models and the capacity log line report: engine, version, threads."""
 
 
-def load(settings: Settings, graph: Path, meta: EmbeddingMeta) -> Engine:
-    """The engine for ``graph`` (a file of the model directory), checked against the model's metadata."""
-    from app.engine.onnxruntime import OnnxRuntime
+class EngineUnavailable(RuntimeError):
+    """The engine the settings name is not installed here."""
 
-    return OnnxRuntime.load(settings, graph, meta)
+
+def load(settings: Settings, graph: Path, meta: EmbeddingMeta) -> Engine:
+    """EMBEDDER_ENGINE's engine for ``graph`` (a file of the model directory), checked against the model's
+    metadata. An image ships one engine: asking for another is an error that says which one it has."""
+    if not _installed(settings.engine):
+        shipped = [name for name in ENGINES if _installed(name)]
+        raise EngineUnavailable(
+            f"EMBEDDER_ENGINE={settings.engine}, but {settings.engine} is not installed here"
+            + (f"; this environment has {', '.join(shipped)}: set EMBEDDER_ENGINE={shipped[0]}" if shipped else "")
+        )
+    if settings.engine == "openvino":
+        from app.engine.openvino import OpenVino as engine
+    else:
+        from app.engine.onnxruntime import OnnxRuntime as engine
+    return engine.load(settings, graph, meta)
+
+
+ENGINES = ("onnxruntime", "openvino")
+
+
+def _installed(module: str) -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec(module) is not None

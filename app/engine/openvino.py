@@ -1,0 +1,60 @@
+"""OpenVINO Runtime on the CPU: one compiled model, one infer request per calling thread.
+
+Precision comes from app.engine.precision (bf16 where the CPU runs it natively). Threads follow the
+scheduler's call workers as ONNX Runtime's do: one stream per usable CPU (app.cpus), each stream
+EMBEDDER_INTRA_OP_THREADS threads, so that concurrent calls run side by side as they do on ONNX Runtime.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Mapping
+from pathlib import Path
+
+import numpy as np
+
+from app.config import Settings
+from app.cpus import cpu_budget
+from app.embedding_meta import EmbeddingMeta
+from app.engine.graph import OUTPUT_NAME, check_graph
+from app.engine.precision import choose
+
+
+class OpenVino:
+    name = "openvino"
+
+    def __init__(self, compiled, description: dict) -> None:
+        self._compiled = compiled
+        self._output = compiled.output(OUTPUT_NAME)
+        self._local = threading.local()
+        self._description = description
+
+    @classmethod
+    def load(cls, settings: Settings, graph: Path, meta: EmbeddingMeta) -> OpenVino:
+        import openvino as ov
+
+        core = ov.Core()
+        capabilities = list(core.get_property("CPU", "OPTIMIZATION_CAPABILITIES"))
+        precision = choose(settings.precision, capabilities)
+        model = core.read_model(str(graph))
+        check_graph([i.get_any_name() for i in model.inputs],
+                    {o.get_any_name(): [d.get_length() if d.is_static else None for d in o.get_partial_shape()]
+                     for o in model.outputs}, meta, str(graph.relative_to(settings.model_dir)))
+        streams = cpu_budget().cpus
+        threads = streams * (settings.intra_op_threads or 1)
+        compiled = core.compile_model(model, "CPU", {
+            "INFERENCE_PRECISION_HINT": precision, "NUM_STREAMS": str(streams),
+            "INFERENCE_NUM_THREADS": str(threads),
+        })
+        return cls(compiled, {"engine": cls.name, "version": ov.get_version(), "precision": precision,
+                              "cpu_bf16": "BF16" in capabilities, "streams": streams, "threads": threads})
+
+    def run(self, feed: Mapping[str, np.ndarray]) -> np.ndarray:
+        request = getattr(self._local, "request", None)
+        if request is None:
+            request = self._local.request = self._compiled.create_infer_request()
+        out = request.infer(dict(feed))[self._output]
+        return np.array(out, dtype=np.float32)  # a copy: the request reuses its output tensor
+
+    def describe(self) -> dict:
+        return dict(self._description)

@@ -1,0 +1,102 @@
+"""Engines (app/engine/): the precision policy alone, then each engine and precision on the real model against
+sentence-transformers' vectors (the model directory's reference.json), through the service's own model code."""
+
+from __future__ import annotations
+
+import json
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+from pydantic import ValidationError
+
+from app.cache import model_key
+from app.config import Settings
+from app.engine.precision import PrecisionError, choose
+from app.model import EmbeddingModel
+from app.service import normalize_rows
+
+MIN_COSINE = 0.9999  # the accuracy contract of every default path
+
+
+@pytest.mark.parametrize(("setting", "capabilities", "chosen"), [
+    ("auto", ["FP32", "BF16", "INT8"], "bf16"),  # AVX512-BF16 or AMX
+    ("auto", ["FP32", "INT8", "BIN"], "f32"),  # f32 asked for explicitly
+    ("f32", ["FP32", "BF16"], "f32"),
+    ("bf16", ["FP32", "BF16"], "bf16"),
+])
+def test_precision_policy(setting, capabilities, chosen):
+    assert choose(setting, capabilities) == chosen
+
+
+def test_explicit_bf16_without_native_bf16_is_an_error_naming_the_fix():
+    with pytest.raises(PrecisionError, match=r"no native bf16 .*FP32, INT8.*set EMBEDDER_PRECISION=auto or f32"):
+        choose("bf16", ["FP32", "INT8"])
+
+
+def test_settings_refuse_what_an_engine_cannot_do(model_dir, monkeypatch):
+    with pytest.raises(ValidationError, match="EMBEDDER_PRECISION=bf16 needs EMBEDDER_ENGINE=openvino"):
+        Settings(model_dir=model_dir, precision="bf16")
+    monkeypatch.setenv("EMBEDDER_ORT_SPINNING", "true")
+    with pytest.raises(ValidationError, match="EMBEDDER_ORT_SPINNING: ONNX Runtime settings.*unset them"):
+        Settings(model_dir=model_dir, engine="openvino")
+    assert Settings(model_dir=model_dir).ort_spinning  # fine for ONNX Runtime
+
+
+def test_bf16_vectors_are_cached_apart_and_f32_keys_are_unchanged():
+    before = "56b6e8623d543657fa3ca2c7c2623dc0"  # model_key of these inputs before engines existed
+    assert model_key("a" * 64, "b" * 64, 256) == model_key("a" * 64, "b" * 64, 256, "f32") == before
+    assert model_key("a" * 64, "b" * 64, 256, "bf16") != before
+
+
+@pytest.fixture(scope="module")
+def reference(model_dir: Path) -> tuple[list[str], np.ndarray]:
+    ref = json.loads((model_dir / "reference.json").read_text())
+    return ref["sentences"], normalize_rows(np.asarray(ref["embeddings"], dtype=np.float32))
+
+
+def embed(model: EmbeddingModel, texts: list[str]) -> np.ndarray:
+    return normalize_rows(model.run(model.tokenize(texts).ids))
+
+
+def cpu_bf16() -> bool:
+    import openvino as ov
+
+    return "BF16" in ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")
+
+
+@pytest.mark.parametrize(("engine", "precision"), [("onnxruntime", "auto"), ("openvino", "f32"),
+                                                   ("openvino", "auto")])
+def test_each_engine_meets_the_accuracy_contract(model_dir, reference, engine, precision):
+    pytest.importorskip(engine)
+    model = EmbeddingModel(Settings(model_dir=model_dir, engine=engine, precision=precision))
+    model.load()
+    described = model.engine.describe()
+    want = "bf16" if engine == "openvino" and precision == "auto" and cpu_bf16() else "f32"
+    assert described["engine"] == engine and described.get("precision", "f32") == want, described
+    sentences, expected = reference
+    for got in (embed(model, sentences), np.concatenate([embed(model, [s]) for s in sentences])):
+        cosine = np.sum(got * expected, axis=1)
+        assert cosine.min() >= MIN_COSINE, (described, cosine)
+
+
+def test_openvino_calls_from_several_threads_keep_to_their_own_results(model_dir, reference):
+    pytest.importorskip("openvino")
+    model = EmbeddingModel(Settings(model_dir=model_dir, engine="openvino"))
+    model.load()
+    sentences, _ = reference
+    alone = {s: embed(model, [s])[0] for s in sentences}
+    results: dict[int, list] = {}
+
+    def worker(k: int) -> None:
+        results[k] = [(s, embed(model, [s])[0]) for s in sentences[k:] + sentences[:k]]
+
+    threads = [threading.Thread(target=worker, args=(k,)) for k in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for pairs in results.values():
+        for sentence, vector in pairs:
+            np.testing.assert_allclose(vector, alone[sentence], atol=1e-6)
