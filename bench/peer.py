@@ -1,10 +1,11 @@
 """Side by side with Hugging Face text-embeddings-inference (TEI): the same model file, machine and loads.
 
-Run from the repository root: ``uv run python -m bench.peer --tei-run ~/.cache/embedder-peers/tei/run``
-(TEI built from source: docs/benchmarks.md), or ``--tei-url URL`` for a TEI already running (then its start
-time, memory and CPU are not measured, and it stays up while ours run). ``--baseline REF`` adds our service
-at a git ref (a temporary worktree, same virtualenv) to the same run. About 11 minutes with the defaults
-(16 with --baseline); needs wrk (Debian: apt install wrk). --loads and --short-tokens narrow a run.
+Run from the repository root: ``uv run python -m bench.peer --tei-run ~/.cache/embedder-peers/tei/run`` (TEI
+built from source: docs/benchmarks.md), or ``--tei-url URL`` for a TEI already running (then its start time,
+memory and CPU are not measured, and it stays up while ours run). ``--baseline REF`` adds our service at a git
+ref (a temporary worktree, same virtualenv) to the same run, ``--compare KEY=VALUE`` the current tree with
+another setting. About 11 minutes with the defaults (16 with --baseline); needs wrk (Debian: apt install wrk).
+--loads and --short-tokens narrow a run.
 
 Parity first: every server embeds the same fixed texts (short, long, non-Latin) through /v1/embeddings; the
 run stops unless each of ours agrees with TEI to min cosine >= --min-cosine.
@@ -182,7 +183,10 @@ def servers_of(args, path: Path, tmp: Path, stack: contextlib.ExitStack) -> list
         "TEI", "/health", argv=[*shlex.split(os.path.expanduser(args.tei_run)), str(path), "{port}"])
     env = {"EMBEDDER_MODEL_DIR": str(path), "EMBEDDER_VARIANT": "fp32", "EMBEDDER_HOST": "127.0.0.1",
            "EMBEDDER_PORT": "{port}", "EMBEDDER_LOG_LEVEL": "warning", "EMBEDDER_CACHE_URL": ""}
-    ours = [Server("embedder", "/ready", [sys.executable, "-m", "app"], env)]
+    current = env | dict(kv.split("=", 1) for kv in args.env)
+    ours = [Server("embedder", "/ready", [sys.executable, "-m", "app"], current)]
+    ours += [Server(f"embedder {kv}", "/ready", ours[0].argv, ours[0].env | dict([kv.split("=", 1)]))
+             for kv in args.compare]
     if args.baseline:
         wt, git = tmp / "baseline", ["git", "-C", str(ROOT), "worktree"]
         subprocess.run([*git, "add", "--detach", str(wt), args.baseline], check=True, capture_output=True)
@@ -198,6 +202,9 @@ def main(argv: list[str] | None = None) -> int:
     who.add_argument("--tei-run", metavar="CMD", help="TEI's start command, run as CMD MODEL_DIR PORT")
     who.add_argument("--tei-url", metavar="URL", help="a TEI already serving the same model")
     add("--baseline", metavar="REF", help="also serve our service at this git ref")
+    add("--env", action="append", default=[], metavar="KEY=VALUE", help="extra env of the current tree's service")
+    add("--compare", action="append", default=[], metavar="KEY=VALUE",
+        help="also serve the current tree with this setting (e.g. EMBEDDER_ENGINE=openvino); repeatable")
     add("--model-dir", type=Path, help="model directory (default: found/built as the tests do)")
     add("--json", type=Path, help="also write every number as JSON to this file")
     add("--rounds", type=int, default=2, help="each load runs once per server per round")
