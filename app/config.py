@@ -21,7 +21,7 @@ LogLevel = Literal["debug", "info", "warning", "error", "critical"]
 #: ONNX file of each variant, relative to the model directory.
 VARIANT_FILES: dict[str, str] = {"fp32": "onnx/model.onnx", "int8": "onnx/model_int8.onnx"}
 #: Files the service reads besides the ONNX model.
-REQUIRED_FILES = ("model.lock.json", "tokenizer.json", "embedding.json")
+REQUIRED_FILES = ("model.lock.json", "tokenizer.json", "embedding.json", "startcheck.json")  # app.startcheck.NAME
 
 
 #: The default admission bound, in full requests (EMBEDDER_MAX_INPUTS texts of the model's max_seq_length).

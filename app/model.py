@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from app import startcheck
 from app.config import Settings
 from app.embedding_meta import NAME as META_NAME
 from app.embedding_meta import REEXPORT, EmbeddingMeta, EmbeddingMetaError
@@ -120,7 +121,7 @@ class EmbeddingModel:
         s = self.settings
         onnx_rel = str(s.onnx_path.relative_to(s.model_dir))
         if s.verify_model:
-            used = ["tokenizer.json", onnx_rel] + ([META_NAME] if META_NAME in self.info.files else [])
+            used = ["tokenizer.json", onnx_rel] + [n for n in (META_NAME, startcheck.NAME) if n in self.info.files]
             Lock(self.info.repo, self.info.revision, self.info.files).verify(s.model_dir, used)
         tokenizer = Tokenizer.from_file(str(s.model_dir / "tokenizer.json"))
         tokenizer.no_padding()  # padding is per batch, to the longest sequence
@@ -170,6 +171,15 @@ class EmbeddingModel:
         if "token_type_ids" in self.meta.inputs:
             feed["token_type_ids"] = np.zeros_like(input_ids)
         return self._engine.run({name: feed[name] for name in self.meta.inputs})  # only what the graph takes
+
+    def use_precision(self, precision: str) -> None:
+        """Load the engine again at another precision (the start check's fallback to f32)."""
+        self._engine = load_engine(self.settings.model_copy(update={"precision": precision}), self.settings.onnx_path,
+                                   self.meta)
+
+    def embed(self, texts: list[str]) -> np.ndarray:
+        """Raw sentence embeddings of ``texts`` (no prompt added, not normalized): one call."""
+        return self.run(self.tokenize(texts).ids)
 
     def warm_up(self) -> None:
         """One real inference so the first request does not pay the engine's lazy init."""

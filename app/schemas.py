@@ -202,3 +202,6 @@ class ReadyResponse(ModelDescription):
     engine: dict[str, str | int | bool] | None = Field(
         None, description="The inference engine once loaded: name, version, precision, threads (docs/settings.md)."
     )
+    accuracy: dict[str, str | int | float] | None = Field(
+        None, description="The start check: precision served, min cosine against sentence-transformers, texts."
+    )

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from app import startcheck
 from app.admission import Admission, Ticket
 from app.batching import Batcher, BatcherClosed
 from app.cache import EmbeddingCache, model_key
@@ -52,6 +53,7 @@ class EmbeddingService:
         self.settings = settings = for_model(settings, self.info.max_seq_length)
         self.status = "starting"
         self.reason: str | None = "model not loaded yet"
+        self.accuracy: dict | None = None  # the start check's figure (app.startcheck)
         self._executor: ThreadPoolExecutor | None = None
         self.batcher: Batcher | None = None
         self._model_ids = {self.info.repo.lower(), self.info.name.lower()}
@@ -98,14 +100,19 @@ class EmbeddingService:
         started = time.perf_counter()
         try:
             await loop.run_in_executor(self._executor, self.model.load)
-            if self.cache is not None:
-                self.cache.rekey(self._model_key(self.model.engine.describe().get("precision", "f32")))
             self.reason = "warm-up inference running"
             await loop.run_in_executor(self._executor, self.model.warm_up)
+            self.reason = "accuracy check running"
+            s = self.settings
+            self.accuracy = await loop.run_in_executor(
+                self._executor, startcheck.run, self.model, s.precision, s.variant, log)
+            if self.cache is not None:  # the precision is final: key the cache by it
+                self.cache.rekey(self._model_key(self.accuracy["precision"]))
             cost = await calibrate(self.model, self.settings, self._executor)
             self.metrics.seed_rate(cost.tokens_per_second)
         except Exception as exc:
-            self.status, self.reason = "failed", f"model failed to load: {exc}"
+            failed = "accuracy check failed" if isinstance(exc, startcheck.StartCheckFailed) else "model failed to load"
+            self.status, self.reason = "failed", f"{failed}: {exc}"
             log.exception("model load failed", extra={"model_dir": str(self.settings.model_dir)})
             return
         policy = Policy(
@@ -168,6 +175,7 @@ class EmbeddingService:
             **self.info.describe(),
             "cache": "off" if self.cache is None else "degraded" if self.cache.degraded else "ok",
             "engine": self.model.engine.describe() if self.model.loaded else None,
+            "accuracy": self.accuracy,
         }
 
     # -- checks -----------------------------------------------------------------------------

@@ -9,6 +9,7 @@ from needs_export import need
 from app.embedding_meta import NAME as META_NAME
 from app.export import GT_MODEL, lock_path
 from app.lock import LOCK_NAME, Lock, LockMismatch
+from app.startcheck import NAME as STARTCHECK
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -32,7 +33,7 @@ def model_dir() -> Path:
     path = ROOT / ".cache" / "model" / upstream.revision
     try:
         Lock.read(path / LOCK_NAME).verify(path)
-        if (path / META_NAME).is_file():  # else built before embedding.json existed: build it again
+        if all((path / name).is_file() for name in (META_NAME, STARTCHECK)):  # else built before they existed
             return path
     except (FileNotFoundError, LockMismatch):
         pass

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from sentence_transformers import SentenceTransformer
 
+from app import startcheck
 from app.embedding_meta import FORMAT, EmbeddingMeta
 from app.lock import LOCK_NAME, Lock, lock_directory
 
@@ -51,6 +52,9 @@ def build(snapshot: Path, out: Path, upstream: Lock, variants: Iterable[str] = (
         reference = st.encode(
             verify.SENTENCES, prompt=verify.default_prompt(meta), normalize_embeddings=True, show_progress_bar=False
         )
+        prompt = verify.default_prompt(meta)
+        startcheck.write(work, [prompt + t for t in startcheck.TEXTS], st.encode(
+            startcheck.TEXTS, prompt=prompt, normalize_embeddings=True, show_progress_bar=False))
         if INT8 in graphs:
             quantize_int8(work / FP32, work / INT8)
         results = {}

@@ -69,6 +69,7 @@ def test_model_directory_is_in_the_image(env, rootfs):
     assert (model / onnx).stat().st_size == lock["files"][onnx]["size"]
     assert (model / "tokenizer.json").is_file()
     assert not (model / "reference.json").exists(), "the export check's reference embeddings are not shipped"
+    assert "startcheck.json" in lock["files"] and (model / "startcheck.json").is_file(), "the start check's are"
 
 
 def test_no_compiler(rootfs):

@@ -24,6 +24,9 @@ async def test_health_and_ready_name_model_revision_and_variant(client, variant)
     assert ready.status_code == 200, ready.text
     body = ready.json()
     assert (body["model"], body["revision"], body["variant"]) == (MODEL, REVISION, variant)
+    contract = 0.9999 if variant == "fp32" else 0.99  # app.startcheck.CONTRACT
+    assert body["accuracy"]["min_cosine"] >= contract and body["accuracy"]["texts"] >= 10, body
+    assert body["engine"]["engine"] in ("onnxruntime", "openvino"), body
 
 
 async def test_embeddings_equal_the_sentence_transformers_reference(client, reference, variant):

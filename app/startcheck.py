@@ -1,0 +1,123 @@
+"""The start-time accuracy check: the engine, at the precision it chose, against sentence-transformers.
+
+The model stage (app.export) embeds TEXTS with sentence-transformers and writes the vectors, rounded to
+float16 so that the model layer is the same on any build CPU, into the model directory (NAME). At start
+the service embeds the same texts (one padded batch, then one at a time) and compares. ``decide`` is the
+policy, apart so that it is testable alone:
+
+- at or above the variant's contract (fp32 0.9999, int8 0.99): serve;
+- bf16 below it: under ``EMBEDDER_PRECISION=auto``, fall back to f32 and say why; an explicit ``bf16`` is the
+  user's trade: served with a warning down to 0.99 (the int8 contract), refused below;
+- f32 below it: the model directory does not match its own reference: not ready, with the reason.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from app.embedding_meta import REEXPORT
+from app.engine.graph import ModelIntegrityError
+
+NAME = "startcheck.json"
+#: Min cosine against sentence-transformers that each variant promises.
+CONTRACT = {"fp32": 0.9999, "int8": 0.99}
+#: An explicit bf16 is refused below this (the int8 contract).
+BF16_FLOOR = 0.99
+_PASSAGE = "Rivers carve valleys over millions of years, carrying sediment from the mountains to the sea. "
+#: Short queries, non-Latin text, code, a passage, a text at the 256-token limit of all-MiniLM-L6-v2 (254
+#: one-token words and the two special tokens) and one far beyond it (truncated).
+TEXTS = [
+    "How do I reset my password?",
+    "Tokyo is the capital of Japan.",
+    "ok",
+    "???",
+    "Der Zug nach Berlin fährt um acht Uhr ab.",
+    "机器学习模型需要大量的数据。",
+    "SELECT name FROM users WHERE id = 7;",
+    "Photosynthesis converts light energy into chemical energy stored in glucose.",
+    _PASSAGE * 6,
+    " ".join(["data"] * 254),
+    _PASSAGE * 30,
+]
+
+
+def write(model_dir: Path, texts: list[str], vectors: np.ndarray) -> None:
+    """``texts`` as the service feeds them (default prompt included) and their normalized vectors."""
+    half = np.ascontiguousarray(vectors, dtype="<f2")
+    (model_dir / NAME).write_text(json.dumps({
+        "texts": texts, "shape": list(half.shape), "dtype": "<f2",
+        "vectors": base64.b64encode(half.tobytes()).decode(),
+    }, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
+
+
+def read(model_dir: Path) -> tuple[list[str], np.ndarray]:
+    try:
+        body = json.loads((model_dir / NAME).read_text(encoding="utf-8"))
+        vectors = np.frombuffer(base64.b64decode(body["vectors"]), dtype=body["dtype"]).reshape(body["shape"])
+        texts = list(body["texts"])
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise ModelIntegrityError(f"cannot read {model_dir / NAME} ({type(exc).__name__}: {exc}); {REEXPORT}") from exc
+    if len(texts) != len(vectors):
+        raise ModelIntegrityError(f"{model_dir / NAME}: {len(texts)} texts, {len(vectors)} vectors; {REEXPORT}")
+    return texts, vectors.astype(np.float32)
+
+
+def min_cosine(embed, texts: list[str], vectors: np.ndarray) -> float:
+    """Lowest cosine of ``embed`` (texts -> vectors) to ``vectors``, in one padded batch and one at a time."""
+    got = np.vstack([embed(texts), *(embed([t]) for t in texts)])
+    want = np.vstack([vectors, vectors])
+    got = got / np.linalg.norm(got, axis=1, keepdims=True)
+    want = want / np.linalg.norm(want, axis=1, keepdims=True)
+    return float((got * want).sum(axis=1).min())
+
+
+@dataclass(frozen=True)
+class Verdict:
+    action: str  # "serve", "warn" (serve, say so), "fallback" (to f32, then check again) or "fail"
+    message: str | None = None
+
+
+def decide(setting: str, precision: str, variant: str, cosine: float) -> Verdict:
+    """What to do with ``cosine``, measured at ``precision`` (chosen under EMBEDDER_PRECISION=``setting``)."""
+    floor = CONTRACT[variant]
+    figure = f"{precision} min cosine {cosine:.6f} against sentence-transformers ({len(TEXTS)} texts)"
+    if cosine >= floor:
+        return Verdict("serve")
+    if precision == "bf16" and setting == "auto":
+        return Verdict("fallback", f"{figure} is below {floor}: running f32 instead (EMBEDDER_PRECISION=auto)")
+    if precision == "bf16" and cosine >= BF16_FLOOR:
+        return Verdict("warn", f"{figure} is below {floor}; serving bf16 as EMBEDDER_PRECISION=bf16 asks "
+                               "(set auto or f32 for the full-precision contract)")
+    if precision == "bf16":
+        return Verdict("fail", f"{figure} is below {BF16_FLOOR}: refusing to serve; set EMBEDDER_PRECISION=auto or f32")
+    return Verdict("fail", f"{figure} is below {floor}: the model directory does not match its reference; {REEXPORT}")
+
+
+class StartCheckFailed(RuntimeError):
+    """The engine's vectors do not meet the contract at any precision it may serve."""
+
+
+def run(model, setting: str, variant: str, log) -> dict:
+    """Check ``model`` (an app.model.EmbeddingModel, loaded) against its directory's reference; fall back to
+    f32 when the policy says so. Returns what /ready reports; StartCheckFailed when it may not serve."""
+    texts, vectors = read(model.settings.model_dir)
+    while True:
+        precision = model.engine.describe().get("precision", "f32")
+        cosine = min_cosine(model.embed, texts, vectors)
+        verdict = decide(setting, precision, variant, cosine)
+        figure = {"precision": precision, "min_cosine": round(cosine, 6), "texts": len(texts)}
+        if verdict.action == "fallback":
+            log.warning(verdict.message, extra=figure)
+            model.use_precision("f32")
+            setting = "f32"
+            continue
+        if verdict.action == "fail":
+            raise StartCheckFailed(verdict.message)
+        if verdict.action == "warn":
+            log.warning(verdict.message, extra=figure)
+        return figure
