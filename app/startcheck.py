@@ -1,7 +1,8 @@
 """The start-time accuracy check: the engine, at the precision it chose, against sentence-transformers.
 
-The model stage (app.export) embeds TEXTS with sentence-transformers and writes the vectors, rounded to
-float16 so that the model layer is the same on any build CPU, into the model directory (NAME). At start
+The model stage (app.export.startcheck) embeds its fixed texts with sentence-transformers and writes them and
+their vectors, rounded to float16 so that the model layer is the same on any build CPU, into the model
+directory (NAME; the file's format is tested on both sides in tests/test_startcheck.py). At start
 the service embeds the same texts (one padded batch, then one at a time) and compares. ``decide`` is the
 policy, apart so that it is testable alone:
 
@@ -23,38 +24,11 @@ import numpy as np
 from app.embedding_meta import REEXPORT
 from app.engine.graph import ModelIntegrityError
 
-NAME = "startcheck.json"
+NAME = "startcheck.json"  # app.export.startcheck writes it
 #: Min cosine against sentence-transformers that each variant promises.
 CONTRACT = {"fp32": 0.9999, "int8": 0.99}
 #: An explicit bf16 is refused below this (the int8 contract).
 BF16_FLOOR = 0.99
-_PASSAGE = "Rivers carve valleys over millions of years, carrying sediment from the mountains to the sea. "
-#: Short queries, non-Latin text, code, a passage, a text at the 256-token limit of all-MiniLM-L6-v2 (254
-#: one-token words and the two special tokens) and one far beyond it (truncated).
-TEXTS = [
-    "How do I reset my password?",
-    "Tokyo is the capital of Japan.",
-    "ok",
-    "???",
-    "Der Zug nach Berlin fährt um acht Uhr ab.",
-    "机器学习模型需要大量的数据。",
-    "SELECT name FROM users WHERE id = 7;",
-    "Photosynthesis converts light energy into chemical energy stored in glucose.",
-    _PASSAGE * 6,
-    " ".join(["data"] * 254),
-    _PASSAGE * 30,
-]
-
-
-def write(model_dir: Path, texts: list[str], vectors: np.ndarray) -> None:
-    """``texts`` as the service feeds them (default prompt included) and their normalized vectors."""
-    half = np.ascontiguousarray(vectors, dtype="<f2")
-    (model_dir / NAME).write_text(json.dumps({
-        "texts": texts, "shape": list(half.shape), "dtype": "<f2",
-        "vectors": base64.b64encode(half.tobytes()).decode(),
-    }, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
-
-
 def read(model_dir: Path) -> tuple[list[str], np.ndarray]:
     try:
         body = json.loads((model_dir / NAME).read_text(encoding="utf-8"))
@@ -82,10 +56,10 @@ class Verdict:
     message: str | None = None
 
 
-def decide(setting: str, precision: str, variant: str, cosine: float) -> Verdict:
+def decide(setting: str, precision: str, variant: str, cosine: float, texts: int) -> Verdict:
     """What to do with ``cosine``, measured at ``precision`` (chosen under EMBEDDER_PRECISION=``setting``)."""
     floor = CONTRACT[variant]
-    figure = f"{precision} min cosine {cosine:.6f} against sentence-transformers ({len(TEXTS)} texts)"
+    figure = f"{precision} min cosine {cosine:.6f} against sentence-transformers ({texts} texts)"
     if cosine >= floor:
         return Verdict("serve")
     if precision == "bf16" and setting == "auto":
@@ -109,7 +83,7 @@ def run(model, setting: str, variant: str, log) -> dict:
     while True:
         precision = model.engine.describe().get("precision", "f32")
         cosine = min_cosine(model.embed, texts, vectors)
-        verdict = decide(setting, precision, variant, cosine)
+        verdict = decide(setting, precision, variant, cosine, len(texts))
         figure = {"precision": precision, "min_cosine": round(cosine, 6), "texts": len(texts)}
         if verdict.action == "fallback":
             log.warning(verdict.message, extra=figure)

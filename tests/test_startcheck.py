@@ -15,6 +15,7 @@ import pytest
 from svc_support import make_settings, running_app
 
 from app import startcheck
+from app.export import startcheck as reference
 from app.config import Settings
 from app.lock import LOCK_NAME, file_entry
 from app.main import create_app
@@ -33,16 +34,17 @@ from app.service import normalize_rows
     ("auto", "f32", "int8", 0.98, "fail"),
 ])
 def test_policy(setting, precision, variant, cosine, action):
-    verdict = startcheck.decide(setting, precision, variant, cosine)
+    verdict = startcheck.decide(setting, precision, variant, cosine, 11)
     assert verdict.action == action
     assert (verdict.message is None) == (action == "serve")
     if action != "serve":
         assert f"{cosine:.6f}" in verdict.message
 
 
-def test_the_rounded_reference_keeps_its_direction(tmp_path):
+def test_what_the_model_stage_writes_the_service_reads_in_the_same_directions(tmp_path):
     vectors = normalize_rows(np.random.default_rng(0).standard_normal((3, 384)).astype(np.float32))
-    startcheck.write(tmp_path, ["a", "b", "c"], vectors)
+    reference.write(tmp_path, ["a", "b", "c"], vectors)
+    assert reference.NAME == startcheck.NAME
     texts, back = startcheck.read(tmp_path)
     assert texts == ["a", "b", "c"]
     assert np.sum(normalize_rows(back) * vectors, axis=1).min() > 0.999999
@@ -50,7 +52,7 @@ def test_the_rounded_reference_keeps_its_direction(tmp_path):
 
 async def test_the_service_reports_its_check_on_the_real_model(client):
     body = (await client.get("/ready")).json()
-    assert body["accuracy"]["min_cosine"] >= 0.9999 and body["accuracy"]["texts"] == len(startcheck.TEXTS)
+    assert body["accuracy"]["min_cosine"] >= 0.9999 and body["accuracy"]["texts"] == len(reference.TEXTS)
     assert body["accuracy"]["precision"] == body["engine"].get("precision", "f32")
 
 
@@ -62,7 +64,7 @@ def with_reference(model_dir: Path, dest: Path, vectors: np.ndarray) -> Path:
             out.parent.mkdir(parents=True, exist_ok=True)
             out.symlink_to(src)
     texts, _ = startcheck.read(model_dir)
-    startcheck.write(dest, texts, vectors)
+    reference.write(dest, texts, vectors)
     lock = json.loads((model_dir / LOCK_NAME).read_text())
     lock["files"][startcheck.NAME] = file_entry(dest / startcheck.NAME)
     (dest / LOCK_NAME).write_text(json.dumps(lock, indent=2) + "\n")

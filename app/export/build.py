@@ -8,11 +8,10 @@ from pathlib import Path
 
 from sentence_transformers import SentenceTransformer
 
-from app import startcheck
 from app.embedding_meta import FORMAT, EmbeddingMeta
 from app.lock import LOCK_NAME, Lock, lock_directory
 
-from . import locking, st_config, verify
+from . import locking, st_config, startcheck, verify
 from .st_config import StConfig, Unsupported
 from .onnx_export import export_fp32
 from .quantize import quantize_int8
