@@ -34,7 +34,8 @@ import httpx
 import redis
 
 from bench.mixed import WORDS, openai_body, wrk_stats, wrk_window
-from bench.service import free_port, model_dir, service
+from bench.server import free_port
+from bench.service import model_dir, service
 
 PASSWORD = "bench-cache"
 

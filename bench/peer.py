@@ -35,8 +35,6 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
@@ -45,7 +43,8 @@ import numpy as np
 from bench import wrk
 from bench.mixed import build_pools, openai_body, status_mb
 from bench.peer_report import BY_KEY, LOADS, Load, NoData, summarize, table
-from bench.service import ROOT, cpu_seconds, free_port, model_dir
+from bench.server import Running, Server, started
+from bench.service import ROOT, cpu_seconds, embedder, model_dir
 
 CLASSES = {"s": ("short", 8, 32), "p": ("passage", 248, 256)}
 PARITY_TEXTS = [
@@ -54,57 +53,6 @@ PARITY_TEXTS = [
     "如何更换花呗绑定银行卡", "Ünïcödé, emoji 🙂 and tabs\tin one line.",
     "SELECT * FROM users WHERE id = 42;", " leading and trailing spaces ",
 ]
-
-
-@dataclass
-class Server:
-    """How to start one server (``argv`` gets the port appended; none for a server already running)."""
-    name: str
-    ready_path: str
-    argv: list[str] = field(default_factory=list)
-    env: dict[str, str] = field(default_factory=dict)
-    cwd: Path = ROOT
-    url: str = ""  # a server already running: nothing to start or stop
-
-
-@dataclass
-class Running:
-    url: str
-    pid: int | None
-    ready_s: float | None
-
-
-@contextlib.contextmanager
-def started(server: Server, timeout: float = 120.0) -> Iterator[Running]:
-    """The server up and ready; stopped (SIGTERM) on exit. Start-to-ready is timed from the spawn."""
-    if server.url:
-        yield Running(server.url, None, None)
-        return
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    env = {**os.environ, **{k: v.replace("{port}", str(port)) for k, v in server.env.items()}}
-    argv = [a.replace("{port}", str(port)) for a in server.argv]
-    with tempfile.TemporaryFile() as log, httpx.Client(timeout=2) as client:
-        t0 = time.monotonic()
-        proc = subprocess.Popen(argv, cwd=server.cwd, env=env, stdout=log, stderr=log)
-        try:
-            while True:
-                if proc.poll() is not None or time.monotonic() > t0 + timeout:
-                    log.seek(0)
-                    raise RuntimeError(f"{server.name} not ready within {timeout} s ({shlex.join(argv)}):\n"
-                                       + log.read().decode(errors="replace")[-4000:])
-                with contextlib.suppress(httpx.TransportError):
-                    if client.get(url + server.ready_path).status_code == 200:
-                        break
-                time.sleep(0.005)
-            yield Running(url, proc.pid, time.monotonic() - t0)
-        finally:
-            proc.terminate()
-            try:
-                proc.wait(15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
 
 
 def embed(url: str, texts: list[str]) -> np.ndarray:
@@ -162,7 +110,7 @@ def measure(run: Running, load: Load, bodies: dict[str, Path], warmup_texts: lis
         if r["wrk"]["repeats"]:
             raise SystemExit(f"{load.key}: {r['wrk']['repeats']} requests repeated a text (the pool ran out): "
                              f"raise --pool above {args.pool}")
-        out = {"wrk": r}
+        out = {"wrk": r, "window_s": r["window_s"]}
         print(f"    {r['s']['ok']} + {r['p']['ok']} requests in the window", file=sys.stderr)
         if run.pid:
             wrk.drain(run.pid)
@@ -174,24 +122,22 @@ def measure(run: Running, load: Load, bodies: dict[str, Path], warmup_texts: lis
         cpu0 = cpu_seconds(run.pid) if run.pid else None
         time.sleep(args.idle)
         out = {"idle_cpu_s": cpu_seconds(run.pid) - cpu0 if run.pid else float("nan"), "window_s": args.idle}
-    out["window_s"] = out.get("window_s", args.duration)
     return out | {"ready_s": run.ready_s, "hwm_mb": status_mb(run.pid, "VmHWM") if run.pid else None}
 
 
 def servers_of(args, path: Path, tmp: Path, stack: contextlib.ExitStack) -> list[Server]:
     tei = Server("TEI", "/health", url=args.tei_url.rstrip("/")) if args.tei_url else Server(
         "TEI", "/health", argv=[*shlex.split(os.path.expanduser(args.tei_run)), str(path), "{port}"])
-    env = {"EMBEDDER_MODEL_DIR": str(path), "EMBEDDER_VARIANT": "fp32", "EMBEDDER_HOST": "127.0.0.1",
-           "EMBEDDER_PORT": "{port}", "EMBEDDER_LOG_LEVEL": "warning", "EMBEDDER_CACHE_URL": ""}
+    env = {"EMBEDDER_CACHE_URL": ""}  # fp32: the graph TEI serves
     current = env | dict(kv.split("=", 1) for kv in args.env)
-    ours = [Server("embedder", "/ready", [sys.executable, "-m", "app"], current)]
-    ours += [Server(f"embedder {kv}", "/ready", ours[0].argv, ours[0].env | dict([kv.split("=", 1)]))
+    ours = [embedder(path, "fp32", env=current)]
+    ours += [embedder(path, "fp32", env=current | dict([kv.split("=", 1)]), name=f"embedder {kv}")
              for kv in args.compare]
     if args.baseline:
         wt, git = tmp / "baseline", ["git", "-C", str(ROOT), "worktree"]
         subprocess.run([*git, "add", "--detach", str(wt), args.baseline], check=True, capture_output=True)
         stack.callback(subprocess.run, [*git, "remove", "--force", str(wt)], check=False)
-        ours.insert(0, Server(f"embedder@{args.baseline}", "/ready", ours[0].argv, env, cwd=wt))
+        ours.insert(0, embedder(path, "fp32", cwd=wt, env=env, name=f"embedder@{args.baseline}"))
     return [tei, *ours]
 
 

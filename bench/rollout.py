@@ -24,7 +24,8 @@ from collections import Counter
 
 import httpx
 
-from bench.service import ROOT, free_port, model_dir
+from bench.server import free_port
+from bench.service import ROOT, model_dir
 
 
 def main(argv: list[str] | None = None) -> int:

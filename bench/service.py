@@ -26,16 +26,15 @@ import contextlib
 import json
 import os
 import random
-import socket
-import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import httpx
 import numpy as np
+
+from bench.server import Server, started
 
 ROOT = Path(__file__).resolve().parent.parent
 VARIANTS = ("fp32", "int8")
@@ -108,41 +107,20 @@ def torch_embedder(batch: int) -> Callable[[Sequence[str]], np.ndarray]:
     return lambda texts: st.encode(list(texts), batch_size=batch, normalize_embeddings=True)
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+def embedder(path: Path, variant: str, cwd: Path = ROOT, env: dict[str, str] | None = None,
+             name: str = "embedder") -> Server:
+    """A real ``python -m app`` (the app/ of ``cwd``, extra ``env`` on top) on a free loopback port."""
+    return Server(name, "/ready", [sys.executable, "-m", "app"], {
+        "EMBEDDER_MODEL_DIR": str(path), "EMBEDDER_VARIANT": variant, "EMBEDDER_HOST": "127.0.0.1",
+        "EMBEDDER_PORT": "{port}", "EMBEDDER_LOG_LEVEL": "warning", **(env or {})}, cwd)
 
 
 @contextlib.contextmanager
 def service(path: Path, variant: str, timeout: float = 120.0, cwd: Path = ROOT,
             env: dict[str, str] | None = None) -> Iterator[tuple[str, int]]:
-    """A real ``python -m app`` (the app/ of ``cwd``, extra ``env`` on top) on a free loopback port;
-    yields (base URL, pid) once /ready is 200."""
-    port = free_port()
-    env = {**os.environ, "EMBEDDER_MODEL_DIR": str(path), "EMBEDDER_VARIANT": variant,
-           "EMBEDDER_HOST": "127.0.0.1", "EMBEDDER_PORT": str(port), "EMBEDDER_LOG_LEVEL": "warning",
-           **(env or {})}
-    url, deadline = f"http://127.0.0.1:{port}", time.monotonic() + timeout
-    with tempfile.TemporaryFile() as log:
-        proc = subprocess.Popen([sys.executable, "-m", "app"], cwd=cwd, env=env, stdout=log, stderr=log)
-        try:
-            while True:
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    log.seek(0)
-                    logs = log.read().decode(errors="replace")
-                    raise RuntimeError(f"service {variant} not ready within {timeout} s:\n{logs}")
-                with contextlib.suppress(httpx.TransportError):
-                    if httpx.get(f"{url}/ready", timeout=2).status_code == 200:
-                        break
-                time.sleep(0.1)
-            yield url, proc.pid
-        finally:
-            proc.terminate()  # SIGTERM: graceful shutdown
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                proc.wait(15)
-            proc.kill()  # no-op when it has exited
-            proc.wait()
+    """``embedder(...)`` started; yields (base URL, pid) once /ready is 200."""
+    with started(embedder(path, variant, cwd, env, name=f"service {variant}"), timeout) as run:
+        yield run.url, run.pid
 
 
 def cpu_seconds(pid: int = os.getpid()) -> float:
