@@ -29,6 +29,8 @@ NAME = "startcheck.json"  # app.export.startcheck writes it
 CONTRACT = {"fp32": 0.9999, "int8": 0.99}
 #: An explicit bf16 is refused below this (the int8 contract).
 BF16_FLOOR = 0.99
+
+
 def read(model_dir: Path) -> tuple[list[str], np.ndarray]:
     try:
         body = json.loads((model_dir / NAME).read_text(encoding="utf-8"))

@@ -6,10 +6,9 @@ from pathlib import Path
 import pytest
 from needs_export import need
 
-from app.embedding_meta import NAME as META_NAME
+from app.config import REQUIRED_FILES
 from app.export import GT_MODEL, lock_path
 from app.lock import LOCK_NAME, Lock, LockMismatch
-from app.startcheck import NAME as STARTCHECK
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -33,7 +32,7 @@ def model_dir() -> Path:
     path = ROOT / ".cache" / "model" / upstream.revision
     try:
         Lock.read(path / LOCK_NAME).verify(path)
-        if all((path / name).is_file() for name in (META_NAME, STARTCHECK)):  # else built before they existed
+        if all((path / name).is_file() for name in REQUIRED_FILES):  # else built by an older export
             return path
     except (FileNotFoundError, LockMismatch):
         pass

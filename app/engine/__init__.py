@@ -2,7 +2,7 @@
 describe itself. Tokenizing, padding and normalizing stay in app.model, the same for every engine.
 
 An engine gets the padded int64 inputs the graph takes (``input_ids``, ``attention_mask`` and, for models
-that take it, ``token_type_ids``; app.model.FEEDABLE) and returns the graph's ``sentence_embedding`` output:
+that take it, ``token_type_ids``; app.engine.graph.FEEDABLE) and returns the graph's ``sentence_embedding`` output:
 [batch, dimensions] float32, pooled and not normalized.
 """
 
@@ -25,7 +25,7 @@ class Engine(Protocol):
         """One call: the graph's inputs in, [batch, dimensions] float32 out."""
 
     def describe(self) -> dict:
-        """What /ready, /v1/models and the capacity log line report: engine, version, threads."""
+        """What /ready and the ``model loaded`` log line report: engine, version, precision, threads."""
 
 
 class EngineUnavailable(RuntimeError):

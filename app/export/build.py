@@ -48,10 +48,8 @@ def build(snapshot: Path, out: Path, upstream: Lock, variants: Iterable[str] = (
         inputs, width = export_fp32(st, config, work / FP32)
         meta = embedding_meta(st, config, inputs, width)
         meta.write(work)
-        reference = st.encode(
-            verify.SENTENCES, prompt=verify.default_prompt(meta), normalize_embeddings=True, show_progress_bar=False
-        )
         prompt = verify.default_prompt(meta)
+        reference = st.encode(verify.SENTENCES, prompt=prompt, normalize_embeddings=True, show_progress_bar=False)
         startcheck.write(work, [prompt + t for t in startcheck.TEXTS], st.encode(
             startcheck.TEXTS, prompt=prompt, normalize_embeddings=True, show_progress_bar=False))
         if INT8 in graphs:
