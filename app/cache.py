@@ -39,10 +39,15 @@ log = logging.getLogger(__name__)
 _TOKENS = struct.Struct("<I")
 
 
-def model_key(onnx_sha256: str, tokenizer_sha256: str, max_seq_length: int, precision: str = "f32") -> str:
-    """What a cached vector was computed from. bf16 vectors are keyed apart from f32 ones, so a fleet of mixed
-    CPUs never mixes them; f32 keys are the ones every release before engines had (their caches stay warm)."""
-    ident = f"{onnx_sha256}:{tokenizer_sha256}:{max_seq_length}" + ("" if precision == "f32" else f":{precision}")
+def model_key(graph_sha256: str, tokenizer_sha256: str, max_seq_length: int, engine: str = "onnxruntime",
+              precision: str = "f32") -> str:
+    """What a cached vector was computed from: the graph's files (their sha256s joined by "+"), the tokenizer,
+    the engine and the precision it ran at. Engines and precisions are keyed apart, so a fleet of mixed CPUs
+    never mixes bf16 and f32 vectors; ONNX Runtime f32 keys are the ones every release before engines had
+    (their caches stay warm)."""
+    ident = f"{graph_sha256}:{tokenizer_sha256}:{max_seq_length}"
+    if (engine, precision) != ("onnxruntime", "f32"):
+        ident += f":{engine}:{precision}"
     return hashlib.sha256(ident.encode()).hexdigest()[:32]
 
 

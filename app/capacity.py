@@ -96,12 +96,14 @@ def memory_warning(limit_bytes: float, sized: MemoryEstimate) -> str | None:
     )
 
 
-def log_capacity(settings: Settings, cost: CostModel, drain_s: float) -> None:
-    """One log line with what was chosen and measured; a warning when the drain may outlast the timeout,
-    and one when the container's memory limit is below the sizing estimate."""
+def log_capacity(settings: Settings, cost: CostModel, drain_s: float, engine: dict) -> None:
+    """One log line with what was chosen and measured (``engine``: engine, version, precision, CPU
+    capabilities); a warning when the drain may outlast the timeout, and one when the container's memory
+    limit is below the sizing estimate."""
     s, cpus = settings, cpu_budget()
     sized, limit = estimate(s, ModelShape.read(s)), memory.read("limit")
     fields = {
+        **engine,
         "cpus": cpus.cpus,
         "cpus_from": cpus.source,
         "cpu_quota": cpus.quota,

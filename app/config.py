@@ -18,10 +18,15 @@ from app.cpus import cpu_budget
 Variant = Literal["fp32", "int8"]
 LogLevel = Literal["debug", "info", "warning", "error", "critical"]
 
-#: ONNX file of each variant, relative to the model directory.
-VARIANT_FILES: dict[str, str] = {"fp32": "onnx/model.onnx", "int8": "onnx/model_int8.onnx"}
-#: Files the service reads besides the ONNX model.
+#: The graph each engine reads for each variant, relative to the model directory.
+GRAPH_FILES: dict[str, dict[str, str]] = {
+    "openvino": {"fp32": "openvino/openvino_model.xml"},
+    "onnxruntime": {"fp32": "onnx/model.onnx", "int8": "onnx/model_int8.onnx"},
+}
+#: Files the service reads besides the graph.
 REQUIRED_FILES = ("model.lock.json", "tokenizer.json", "embedding.json", "startcheck.json")  # app.startcheck.NAME
+#: What the current model stage writes (an older one lacks some): the files above and each engine's fp32 graph.
+EXPORTED_FILES = (*REQUIRED_FILES, *(files["fp32"] for files in GRAPH_FILES.values()))
 
 
 #: The default admission bound, in full requests (EMBEDDER_MAX_INPUTS texts of the model's max_seq_length).
@@ -82,8 +87,8 @@ class Settings(BaseSettings):
         le=256,
         description="ORT calls run at once on one session; 0 = usable CPUs + 1 (docs/scheduling.md, Threads).",
     )
-    engine: Literal["onnxruntime", "openvino"] = Field(
-        "onnxruntime", description="Inference engine; an environment has one or both (docs/settings.md, Engines)."
+    engine: Literal["openvino", "onnxruntime"] = Field(
+        "openvino", description="Inference engine; an image has one (docs/settings.md, Engines)."
     )
     precision: Literal["auto", "f32", "bf16"] = Field(
         "auto",
@@ -150,6 +155,9 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _check_engine_settings(self) -> Settings:
+        if self.variant not in GRAPH_FILES[self.engine]:
+            raise ValueError(f"EMBEDDER_VARIANT={self.variant} runs on ONNX Runtime only: set EMBEDDER_ENGINE=onnxruntime "
+                             "(an image built with --engine onnxruntime) or EMBEDDER_VARIANT=fp32")
         if self.engine == "onnxruntime" and self.precision == "bf16":
             raise ValueError("EMBEDDER_PRECISION=bf16 needs EMBEDDER_ENGINE=openvino: ONNX Runtime runs f32")
         ort_only = sorted({"ort_spinning", "ort_arena", "inter_op_threads"} & self.model_fields_set)
@@ -197,12 +205,12 @@ class Settings(BaseSettings):
         hint = "build it with `dagger call model` (or `python -m app.export`) and point EMBEDDER_MODEL_DIR at it"
         if not root.is_dir():
             raise ValueError(f"model_dir {str(root)!r} is not a directory; {hint}")
-        needed = [*REQUIRED_FILES, VARIANT_FILES[self.variant]]
+        needed = [*REQUIRED_FILES, *(self.graph_files if self.variant in GRAPH_FILES[self.engine] else [])]
         missing = [name for name in needed if not (root / name).is_file()]
         if missing:
             raise ValueError(
                 f"model_dir {str(root)!r} lacks {', '.join(missing)} "
-                f"(EMBEDDER_VARIANT={self.variant}); {hint}"
+                f"(EMBEDDER_ENGINE={self.engine}, EMBEDDER_VARIANT={self.variant}); {hint}"
             )
         return self
 
@@ -214,8 +222,20 @@ class Settings(BaseSettings):
         return self.workers or cpu_budget().cpus + 1
 
     @property
-    def onnx_path(self) -> Path:
-        return self.model_dir / VARIANT_FILES[self.variant]
+    def graph_path(self) -> Path:
+        """The model file the engine reads: ONNX for ONNX Runtime, OpenVINO IR (.xml, weights in .bin) for OpenVINO."""
+        return self.model_dir / GRAPH_FILES[self.engine][self.variant]
+
+    @property
+    def graph_files(self) -> list[str]:
+        """Every file of the graph, relative to the model directory: the IR's .xml and its weights (.bin), or
+        the ONNX file and its external data, if any (models over 2 GB)."""
+        graph = self.graph_path
+        if graph.suffix == ".xml":
+            extra = [graph.with_suffix(".bin")]
+        else:
+            extra = [p for p in (graph.with_name(graph.name + s) for s in ("_data", ".data")) if p.is_file()]
+        return [p.relative_to(self.model_dir).as_posix() for p in (graph, *extra)]
 
 
 def for_model(settings: Settings, max_seq_length: int) -> Settings:

@@ -11,6 +11,7 @@ from prometheus_client import (
     Counter,
     Gauge,
     Histogram,
+    Info,
     gc_collector,
     generate_latest,
     platform_collector,
@@ -117,6 +118,9 @@ class Metrics:
         )
         self.cache_up = Gauge("embedder_cache_up", "1 when the cache answers, 0 when degraded.", registry=r)
         self.ready = Gauge("embedder_ready", "1 when the model is loaded and warmed up.", registry=r)
+        self.engine_info = Info(
+            "embedder_engine", "The engine serving: name, version, precision, CPU capabilities used.", registry=r
+        )
         for what in ("usage", "peak", "limit"):  # the container's, as the OOM killer counts (app.memory)
             Gauge(
                 f"embedder_memory_{what}_bytes", f"Container memory {what} (cgroup), NaN when not known.", registry=r

@@ -119,14 +119,13 @@ class EmbeddingModel:
         from tokenizers import Tokenizer
 
         s = self.settings
-        onnx_rel = str(s.onnx_path.relative_to(s.model_dir))
         if s.verify_model:
-            used = ["tokenizer.json", onnx_rel] + [n for n in (META_NAME, startcheck.NAME) if n in self.info.files]
+            used = ["tokenizer.json", *s.graph_files] + [n for n in (META_NAME, startcheck.NAME) if n in self.info.files]
             Lock(self.info.repo, self.info.revision, self.info.files).verify(s.model_dir, used)
         tokenizer = Tokenizer.from_file(str(s.model_dir / "tokenizer.json"))
         tokenizer.no_padding()  # padding is per batch, to the longest sequence
         tokenizer.enable_truncation(max_length=self.info.max_seq_length)
-        engine = load_engine(s, s.onnx_path, self.meta)
+        engine = load_engine(s, s.graph_path, self.meta)
         self._tokenizer, self._engine = tokenizer, engine
         log.info(
             "model loaded",
@@ -174,7 +173,7 @@ class EmbeddingModel:
 
     def use_precision(self, precision: str) -> None:
         """Load the engine again at another precision (the start check's fallback to f32)."""
-        self._engine = load_engine(self.settings.model_copy(update={"precision": precision}), self.settings.onnx_path,
+        self._engine = load_engine(self.settings.model_copy(update={"precision": precision}), self.settings.graph_path,
                                    self.meta)
 
     def embed(self, texts: list[str]) -> np.ndarray:

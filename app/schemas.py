@@ -162,6 +162,9 @@ class OpenAIModel(ModelDescription):
     object: Literal["model"] = "model"
     created: int
     owned_by: str
+    engine: dict[str, str | bool] | None = Field(
+        None, description="Engine, version, precision served and the CPU capabilities it uses; null until loaded."
+    )
 
 
 class OpenAIModelList(BaseModel):

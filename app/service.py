@@ -84,8 +84,8 @@ class EmbeddingService:
 
     def _model_key(self, precision: str) -> str:
         s, files = self.settings, self.info.files
-        onnx = str(s.onnx_path.relative_to(s.model_dir))
-        return model_key(files[onnx]["sha256"], files["tokenizer.json"]["sha256"], self.info.max_seq_length, precision)
+        graph = "+".join(files[name]["sha256"] for name in s.graph_files)
+        return model_key(graph, files["tokenizer.json"]["sha256"], self.info.max_seq_length, s.engine, precision)
 
     # -- lifecycle --------------------------------------------------------------------------
     @property
@@ -136,7 +136,9 @@ class EmbeddingService:
         gc.freeze()
         self.status, self.reason = "ready", None
         self.metrics.ready.set(1)
-        log_capacity(self.settings, cost, self._drain_seconds(self.settings.max_queued_tokens))
+        identity = self.engine_identity() or {}
+        self.metrics.engine_info.info({k: str(v) for k, v in identity.items()})
+        log_capacity(self.settings, cost, self._drain_seconds(self.settings.max_queued_tokens), identity)
         log.info(
             "ready",
             extra={
@@ -163,6 +165,13 @@ class EmbeddingService:
             self._executor = None
         if self.cache is not None:
             await self.cache.close()
+
+    def engine_identity(self) -> dict | None:
+        """Which engine serves, at which precision, on which CPU capabilities (/v1/models, /metrics, logs)."""
+        if not self.model.loaded:
+            return None
+        described = self.model.engine.describe()
+        return {k: described[k] for k in ("engine", "version", "precision", "cpu_capabilities") if k in described}
 
     def ready_body(self) -> dict:
         return {

@@ -65,7 +65,7 @@ class ModelShape:
     intermediate: int
     heads: int
     max_seq_length: int
-    onnx_bytes: int
+    graph_bytes: int
 
     @classmethod
     def read(cls, settings: Settings) -> ModelShape:
@@ -79,18 +79,12 @@ class ModelShape:
             intermediate=_first(config, FFN_KEYS) or 4 * hidden,
             heads=_first(config, HEADS_KEYS) or 1,
             max_seq_length=meta.max_seq_length,
-            onnx_bytes=onnx_bytes(settings.onnx_path),
+            graph_bytes=sum((settings.model_dir / name).stat().st_size for name in settings.graph_files),
         )
 
 
 def _first(config: dict, keys: tuple[str, ...]) -> int | None:
     return next((int(config[k]) for k in keys if isinstance(config.get(k), int) and config[k] > 0), None)
-
-
-def onnx_bytes(onnx: Path) -> int:
-    """Size of the ONNX file plus its external-data file (models over 2 GB keep weights beside it)."""
-    data = [onnx.with_name(onnx.name + suffix) for suffix in ("_data", ".data")]
-    return onnx.stat().st_size + sum(p.stat().st_size for p in data if p.is_file())
 
 
 @dataclass(frozen=True)
@@ -116,7 +110,7 @@ def estimate(settings: Settings, shape: ModelShape) -> MemoryEstimate:
     settings = for_model(settings, shape.max_seq_length)
     call_tokens = min(settings.max_batch_tokens, settings.max_batch * shape.max_seq_length)
     runtime = RUNTIME_BYTES
-    weights = WEIGHTS_FACTOR * shape.onnx_bytes
+    weights = WEIGHTS_FACTOR * shape.graph_bytes
     call = ARENA_BASE_BYTES + settings.call_workers * call_tokens * activation_bytes_per_token(shape)
     admitted = settings.max_queued_tokens * BYTES_PER_QUEUED_TOKEN + settings.max_queued_bytes * BYTES_PER_BODY_BYTE
     peak = runtime + weights + call + admitted

@@ -67,12 +67,12 @@ def model_dir() -> Path:
     if given := os.environ.get("EMBEDDER_TEST_MODEL_DIR"):
         Lock.read(Path(given) / LOCK_NAME).verify(Path(given))
         return Path(given)
-    from app.config import REQUIRED_FILES
+    from app.config import EXPORTED_FILES
 
     path = ROOT / ".cache" / "model" / GT_MODEL[1]
     try:
         Lock.read(path / LOCK_NAME).verify(path)
-        if all((path / name).is_file() for name in REQUIRED_FILES):  # else built by an older export
+        if all((path / name).is_file() for name in EXPORTED_FILES):  # else built by an older export
             return path
     except (FileNotFoundError, LockMismatch):
         pass

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 from needs_export import need
 
-from app.config import REQUIRED_FILES
+from app.config import EXPORTED_FILES
 from app.export import GT_MODEL, lock_path
 from app.lock import LOCK_NAME, Lock, LockMismatch
 
@@ -32,7 +32,7 @@ def model_dir() -> Path:
     path = ROOT / ".cache" / "model" / upstream.revision
     try:
         Lock.read(path / LOCK_NAME).verify(path)
-        if all((path / name).is_file() for name in REQUIRED_FILES):  # else built by an older export
+        if all((path / name).is_file() for name in EXPORTED_FILES):  # else built by an older export
             return path
     except (FileNotFoundError, LockMismatch):
         pass

@@ -25,19 +25,22 @@ def test_defaults(env, model_dir):
     assert s.workers == 0 and s.call_workers == cpu_budget().cpus + 1  # one call per CPU, plus one
     assert s.call_overhead_tokens is None  # measured at start
     assert 0 < s.max_wait_ms <= 10
-    assert s.model_dir == model_dir and s.onnx_path == model_dir / "onnx/model.onnx"
+    assert s.engine == "openvino" and s.precision == "auto"
+    assert s.model_dir == model_dir and s.graph_path == model_dir / "openvino/openvino_model.xml"
+    assert s.graph_files == ["openvino/openvino_model.xml", "openvino/openvino_model.bin"]
 
 
 def test_environment_overrides(env, model_dir):
     env.setenv("EMBEDDER_PORT", "9001")
-    env.setenv("EMBEDDER_VARIANT", "INT8")  # case-insensitive
+    env.setenv("EMBEDDER_ENGINE", "ONNXRuntime")  # case-insensitive
+    env.setenv("EMBEDDER_VARIANT", "INT8")
     env.setenv("EMBEDDER_MAX_WAIT_MS", "0.5")
     env.setenv("EMBEDDER_LOG_LEVEL", "WARNING")
     env.setenv("EMBEDDER_WORKERS", "5")
     s = Settings()
     assert s.call_workers == 5
     assert (s.port, s.variant, s.max_wait_ms, s.log_level) == (9001, "int8", 0.5, "warning")
-    assert s.onnx_path == model_dir / "onnx/model_int8.onnx"
+    assert s.graph_path == model_dir / "onnx/model_int8.onnx"
 
 
 @pytest.mark.parametrize(
@@ -73,7 +76,8 @@ def test_model_dir_without_the_variant(env, tmp_path, model_dir):
     with pytest.raises(ValidationError) as info:
         Settings()
     message = describe_settings_error(info.value)
-    assert "onnx/model.onnx" in message and "EMBEDDER_VARIANT=fp32" in message
+    assert "openvino/openvino_model.xml, openvino/openvino_model.bin" in message, message
+    assert "EMBEDDER_ENGINE=openvino, EMBEDDER_VARIANT=fp32" in message
 
 
 def test_secrets_are_never_echoed(env):

@@ -3,6 +3,8 @@ sentence-transformers' vectors (the model directory's reference.json), through t
 
 from __future__ import annotations
 
+import logging
+
 import json
 import threading
 from pathlib import Path
@@ -37,17 +39,19 @@ def test_explicit_bf16_without_native_bf16_is_an_error_naming_the_fix():
 
 def test_settings_refuse_what_an_engine_cannot_do(model_dir, monkeypatch):
     with pytest.raises(ValidationError, match="EMBEDDER_PRECISION=bf16 needs EMBEDDER_ENGINE=openvino"):
-        Settings(model_dir=model_dir, precision="bf16")
+        Settings(model_dir=model_dir, engine="onnxruntime", precision="bf16")
     monkeypatch.setenv("EMBEDDER_ORT_SPINNING", "true")
     with pytest.raises(ValidationError, match="EMBEDDER_ORT_SPINNING: ONNX Runtime settings.*unset them"):
         Settings(model_dir=model_dir, engine="openvino")
-    assert Settings(model_dir=model_dir).ort_spinning  # fine for ONNX Runtime
+    assert Settings(model_dir=model_dir, engine="onnxruntime").ort_spinning  # fine for ONNX Runtime
 
 
-def test_bf16_vectors_are_cached_apart_and_f32_keys_are_unchanged():
+def test_engines_and_precisions_are_cached_apart_and_ort_f32_keys_are_unchanged():
     before = "56b6e8623d543657fa3ca2c7c2623dc0"  # model_key of these inputs before engines existed
-    assert model_key("a" * 64, "b" * 64, 256) == model_key("a" * 64, "b" * 64, 256, "f32") == before
-    assert model_key("a" * 64, "b" * 64, 256, "bf16") != before
+    assert model_key("a" * 64, "b" * 64, 256) == model_key("a" * 64, "b" * 64, 256, "onnxruntime", "f32") == before
+    keys = {model_key("a" * 64, "b" * 64, 256, engine, precision)
+            for engine, precision in [("onnxruntime", "f32"), ("openvino", "f32"), ("openvino", "bf16")]}
+    assert len(keys) == 3
 
 
 @pytest.fixture(scope="module")
@@ -100,3 +104,30 @@ def test_openvino_calls_from_several_threads_keep_to_their_own_results(model_dir
     for pairs in results.values():
         for sentence, vector in pairs:
             np.testing.assert_allclose(vector, alone[sentence], atol=1e-6)
+
+
+async def test_ready_models_and_metrics_name_engine_precision_and_cpu(client):
+    """/ready, /v1/models and /metrics say which engine serves, at which precision, on which CPU capabilities
+    (the default engine here: OpenVINO)."""
+    import openvino as ov
+
+    capabilities = ",".join(ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES"))
+    ready = (await client.get("/ready")).json()["engine"]
+    assert ready["engine"] == "openvino" and ready["cpu_capabilities"] == capabilities
+    assert ready["precision"] == ("bf16" if "BF16" in capabilities else "f32")
+    (listed,) = (await client.get("/v1/models")).json()["data"]
+    assert listed["engine"] == {k: ready[k] for k in ("engine", "version", "precision", "cpu_capabilities")}
+    metrics = (await client.get("/metrics")).text
+    line = next(x for x in metrics.splitlines() if x.startswith("embedder_engine_info{"))
+    assert f'engine="openvino"' in line and f'precision="{ready["precision"]}"' in line
+    assert f'cpu_capabilities="{capabilities}"' in line
+
+
+def test_the_capacity_log_line_names_the_engine(model_dir, caplog):
+    from app.capacity import CostModel, log_capacity
+
+    identity = {"engine": "openvino", "version": "v", "precision": "bf16", "cpu_capabilities": "BF16,FP32"}
+    with caplog.at_level(logging.INFO, logger="app.capacity"):
+        log_capacity(Settings(model_dir=model_dir), CostModel(1000.0, 10.0), 1.0, identity)
+    (record,) = [r for r in caplog.records if r.getMessage() == "capacity"]
+    assert {k: getattr(record, k) for k in identity} == identity

@@ -90,15 +90,23 @@ async def test_metadata_that_disagrees_with_the_graph_keeps_the_service_unready(
     assert "outputs 384 dimensions, embedding.json says 512" in reason and "dagger call model" in reason
 
 
-async def test_a_graph_without_token_type_ids_is_fed_only_its_inputs(model_dir, tmp_path, client):
-    """A non-BERT graph (no token_type_ids): the service feeds exactly embedding.json's inputs."""
+@pytest.mark.parametrize("engine", ["openvino", "onnxruntime"])
+async def test_a_graph_without_token_type_ids_is_fed_only_its_inputs(model_dir, tmp_path, engine):
+    """A non-BERT graph (no token_type_ids): the service feeds exactly embedding.json's inputs, on each engine."""
     need("onnx", "rewrites an ONNX graph")
     from model_copies import drop_token_type_ids, model_copy
 
+    from app.export.openvino_ir import convert
+
     path = model_copy(model_dir, tmp_path, inputs=("input_ids", "attention_mask"), pad_token_id=7)
     drop_token_type_ids(path / "onnx" / "model.onnx")
+    for name in ("openvino_model.xml", "openvino_model.bin"):
+        (path / "openvino" / name).unlink()
+    convert(path / "onnx" / "model.onnx", path / "openvino" / "openvino_model.xml")
     texts = ["short", "a much longer sentence, so that the short one is padded with id 7"]
-    async with running_app(create_app(make_settings(path, verify_model=False))) as c:
+    settings = {"engine": engine, "precision": "f32"}
+    async with running_app(create_app(make_settings(path, verify_model=False, **settings))) as c:
         got = (await c.post("/embed", json={"inputs": texts})).json()["embeddings"]
-    expected = (await client.post("/embed", json={"inputs": texts})).json()["embeddings"]
+    async with running_app(create_app(make_settings(model_dir, **settings))) as c:
+        expected = (await c.post("/embed", json={"inputs": texts})).json()["embeddings"]
     np.testing.assert_allclose(got, expected, atol=1e-5)

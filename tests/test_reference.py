@@ -1,4 +1,6 @@
-"""Embeddings match sentence-transformers: fp32 within 1e-5, int8 cosine >= 0.99.
+"""Embeddings match sentence-transformers: the default path (OpenVINO, precision auto) at min cosine >= 0.9999
+(the contract), each engine at f32 closer still (ONNX Runtime within 1e-5 per element, OpenVINO's float16-stored
+weights min cosine >= 0.99999), int8 cosine >= 0.99.
 
 On the host (dev group installed) the reference is computed live with
 sentence-transformers from the packaged upstream snapshot; where it is not importable
@@ -42,31 +44,46 @@ def reference(model_dir: Path) -> tuple[list[str], np.ndarray]:
     return ref["sentences"], np.asarray(ref["embeddings"], dtype=np.float32)
 
 
-async def test_fp32_matches_sentence_transformers(client, reference):
+def cosines(got, expected) -> np.ndarray:
+    got = np.asarray(got)
+    return np.sum(got * expected, axis=1) / (np.linalg.norm(got, axis=1) * np.linalg.norm(expected, axis=1))
+
+
+async def test_default_path_meets_the_contract_batched_and_one_at_a_time(client, reference):
     sentences, expected = reference
     r = await client.post("/embed", json={"inputs": sentences})
     assert r.status_code == 200, r.text
-    got = np.asarray(r.json()["embeddings"])
-    np.testing.assert_allclose(got, expected, atol=1e-5, rtol=0)
-
-
-async def test_fp32_matches_one_at_a_time(client, reference):
-    sentences, expected = reference
-    for sentence, want in zip(sentences, expected):
-        r = await client.post("/embed", json={"inputs": sentence})
-        np.testing.assert_allclose(r.json()["embeddings"][0], want, atol=1e-5, rtol=0)
+    assert cosines(r.json()["embeddings"], expected).min() >= 0.9999
+    alone = [(await client.post("/embed", json={"inputs": s})).json()["embeddings"][0] for s in sentences]
+    assert cosines(alone, expected).min() >= 0.9999
 
 
 async def test_openai_route_matches_reference(client, reference):
     sentences, expected = reference
     r = await client.post("/v1/embeddings", json={"model": "all-MiniLM-L6-v2", "input": sentences})
-    got = np.asarray([d["embedding"] for d in r.json()["data"]])
+    assert cosines([d["embedding"] for d in r.json()["data"]], expected).min() >= 0.9999
+
+
+async def test_onnxruntime_f32_matches_within_1e_5(model_dir, reference):
+    sentences, expected = reference
+    async with running_app(create_app(make_settings(model_dir, engine="onnxruntime"))) as c:
+        got = np.asarray((await c.post("/embed", json={"inputs": sentences})).json()["embeddings"])
+        alone = [(await c.post("/embed", json={"inputs": s})).json()["embeddings"][0] for s in sentences]
     np.testing.assert_allclose(got, expected, atol=1e-5, rtol=0)
+    np.testing.assert_allclose(alone, expected, atol=1e-5, rtol=0)
+
+
+async def test_openvino_f32_is_within_float16_weight_rounding(model_dir, reference):
+    sentences, expected = reference
+    async with running_app(create_app(make_settings(model_dir, engine="openvino", precision="f32"))) as c:
+        assert (await c.get("/ready")).json()["engine"]["precision"] == "f32"
+        got = (await c.post("/embed", json={"inputs": sentences})).json()["embeddings"]
+    assert cosines(got, expected).min() >= 0.99999
 
 
 async def test_int8_close_to_reference(model_dir, reference):
     sentences, expected = reference
-    app = create_app(make_settings(model_dir, variant="int8"))
+    app = create_app(make_settings(model_dir, engine="onnxruntime", variant="int8"))
     async with running_app(app) as c:
         ready = (await c.get("/ready")).json()
         assert ready["variant"] == "int8"

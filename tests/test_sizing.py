@@ -23,7 +23,10 @@ def test_shape_comes_from_the_model_directory(model_dir):
         config["num_hidden_layers"],
     )
     assert shape.max_seq_length == json.loads((model_dir / "embedding.json").read_text())["max_seq_length"]
-    assert shape.onnx_bytes == (model_dir / "onnx" / "model.onnx").stat().st_size
+    ir = model_dir / "openvino" / "openvino_model.xml"
+    assert shape.graph_bytes == ir.stat().st_size + ir.with_suffix(".bin").stat().st_size
+    assert ModelShape.read(make_settings(model_dir, engine="onnxruntime")).graph_bytes == (
+        model_dir / "onnx" / "model.onnx").stat().st_size
 
 
 def test_another_model_shape_changes_the_estimate(model_dir, tmp_path):
@@ -35,10 +38,10 @@ def test_another_model_shape_changes_the_estimate(model_dir, tmp_path):
     config = json.loads((bigger / "config.json").read_text())
     config |= {"hidden_size": 768, "intermediate_size": 3072, "num_attention_heads": 12}
     (bigger / "config.json").write_text(json.dumps(config))
-    small = ModelShape.read(make_settings(model_dir))
-    large = ModelShape.read(make_settings(bigger))
+    small = ModelShape.read(make_settings(model_dir, engine="onnxruntime"))
+    large = ModelShape.read(make_settings(bigger, engine="onnxruntime"))
     assert activation_bytes_per_token(large) > activation_bytes_per_token(small)
-    assert large.onnx_bytes == 1024
+    assert large.graph_bytes == 1024
 
 
 def test_other_architectures_and_external_weights(model_dir, tmp_path):
@@ -56,7 +59,7 @@ def test_other_architectures_and_external_weights(model_dir, tmp_path):
     assert (shape.hidden, shape.intermediate, shape.heads) == (384, 4 * 384, 1)
     onnx = path / "onnx" / "model.onnx"
     (path / "onnx" / "model.onnx_data").write_bytes(b"\0" * 4096)
-    assert ModelShape.read(make_settings(path)).onnx_bytes == onnx.stat().st_size + 4096
+    assert ModelShape.read(make_settings(path, engine="onnxruntime")).graph_bytes == onnx.stat().st_size + 4096
 
 
 def test_estimate_scales_with_the_settings(model_dir):

@@ -49,6 +49,7 @@ class OnnxRuntime:
         import onnxruntime
 
         s = self._settings
-        return {"engine": self.name, "version": onnxruntime.__version__, "intra_op_threads": s.intra_op_threads,
+        return {"engine": self.name, "version": onnxruntime.__version__, "precision": "f32",
+                "intra_op_threads": s.intra_op_threads,
                 "spinning": s.ort_spinning}
 

@@ -20,6 +20,13 @@ from app.engine.graph import OUTPUT_NAME, check_graph
 from app.engine.precision import choose
 
 
+#: Compiled kernels the CPU plugin keeps per input shape. Its default (5000) grows the process by ~1 GB under
+#: traffic of many (batch, length) shapes, which every padded batch is; without it the peak stays near ONNX
+#: Runtime's (in-process, 300 mixed shapes on 3 threads: 1086 MB by default, 444 MB at 0, 470 MB at 20) and
+#: repeated shapes ran no slower (docs/settings.md, Engines).
+RUNTIME_CACHE_CAPACITY = 0
+
+
 class OpenVino:
     name = "openvino"
 
@@ -44,10 +51,10 @@ class OpenVino:
         threads = streams * (settings.intra_op_threads or 1)
         compiled = core.compile_model(model, "CPU", {
             "INFERENCE_PRECISION_HINT": precision, "NUM_STREAMS": str(streams),
-            "INFERENCE_NUM_THREADS": str(threads),
+            "INFERENCE_NUM_THREADS": str(threads), "CPU_RUNTIME_CACHE_CAPACITY": str(RUNTIME_CACHE_CAPACITY),
         })
         return cls(compiled, {"engine": cls.name, "version": ov.get_version(), "precision": precision,
-                              "cpu_bf16": "BF16" in capabilities, "streams": streams, "threads": threads})
+                              "cpu_bf16": "BF16" in capabilities, "cpu_capabilities": ",".join(capabilities), "streams": streams, "threads": threads})
 
     def run(self, feed: Mapping[str, np.ndarray]) -> np.ndarray:
         request = getattr(self._local, "request", None)

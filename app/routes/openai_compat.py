@@ -87,5 +87,6 @@ async def create_embeddings(body: OpenAIEmbeddingRequest, service: Service) -> R
 async def list_models(service: Service) -> Response:
     info = service.info
     owner = info.repo.split("/", 1)[0] if "/" in info.repo else "embedder"
-    model = {"id": info.repo, "object": "model", "created": STARTED, "owned_by": owner, **info.describe()}
+    model = {"id": info.repo, "object": "model", "created": STARTED, "owned_by": owner, **info.describe(),
+             "engine": service.engine_identity()}
     return json_response({"object": "list", "data": [model]})

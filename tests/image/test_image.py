@@ -65,8 +65,14 @@ def test_oci_labels(config):
 def test_model_directory_is_in_the_image(env, rootfs):
     model = rootfs / env["EMBEDDER_MODEL_DIR"].lstrip("/")
     lock = json.loads((model / "model.lock.json").read_text())
-    onnx = "onnx/model.onnx" if env["EMBEDDER_VARIANT"] == "fp32" else "onnx/model_int8.onnx"
-    assert (model / onnx).stat().st_size == lock["files"][onnx]["size"]
+    graphs = {("openvino", "fp32"): ["openvino/openvino_model.xml", "openvino/openvino_model.bin"],
+              ("onnxruntime", "fp32"): ["onnx/model.onnx"], ("onnxruntime", "int8"): ["onnx/model_int8.onnx"]}
+    shipped = graphs[env["EMBEDDER_ENGINE"], env["EMBEDDER_VARIANT"]]
+    for name in shipped:
+        assert (model / name).stat().st_size == lock["files"][name]["size"]
+    others = {name for names in graphs.values() for name in names} - set(shipped)
+    assert not [name for name in others if (model / name).exists()], "only the served engine's graph is shipped"
+    assert not (model / ("onnx" if env["EMBEDDER_ENGINE"] == "openvino" else "openvino")).exists()
     assert (model / "tokenizer.json").is_file()
     assert not (model / "reference.json").exists(), "the export check's reference embeddings are not shipped"
     assert "startcheck.json" in lock["files"] and (model / "startcheck.json").is_file(), "the start check's are"

@@ -49,7 +49,7 @@ async def served_check(embedder, exporter: dagger.Container) -> str:
     source = embedder.source.with_file(lock_path(TINY_REPO, TINY_REVISION), await on_disk.lock())
     served = dataclasses.replace(on_disk, source=source)
     image, model = await asyncio.gather(served.build(), served.model())
-    ctr = testing.with_service(testing.runner(embedder.tools(), embedder.source, model), image, served.variant.name)
+    ctr = testing.with_service(testing.runner(embedder.tools(), embedder.source, model), image, served.served)
     out = await testing.pytest(ctr, "-s", "tests/anymodel")
     committed = lock_path(embedder.model_repo, embedder.model_revision)
     made, kept = await asyncio.gather(embedder.lock(), embedder.source.file(committed).contents())

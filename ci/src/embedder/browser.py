@@ -12,8 +12,8 @@ def with_chromium(ctr: dagger.Container) -> dagger.Container:
 
 
 async def docs_check(tools: dagger.Container, source: dagger.Directory, model: dagger.Directory,
-                     image: dagger.Container, variant: str) -> str:
+                     image: dagger.Container, served: dict[str, str]) -> str:
     """tests/docs/ in the test runner with chromium (installed before the source is added, so a code change
     does not install it again), against ``image`` running as a service."""
     ctr = testing.runner(tools.with_(with_chromium), source, model)
-    return await testing.pytest(testing.with_service(ctr, image, variant), "tests/docs")
+    return await testing.pytest(testing.with_service(ctr, image, served), "tests/docs")

@@ -28,12 +28,23 @@ class Variant(enum.Enum):
     """8-bit weights and int8 compute: faster, smaller, min cosine >= 0.99 against fp32"""
 
 
+@dagger.enum_type
+class Engine(enum.Enum):
+    """Which inference engine the image ships (one; its model format only)."""
+
+    OPENVINO = "openvino"
+    """OpenVINO Runtime: bf16 where the CPU runs it natively (AVX512-BF16, AMX), else f32; checked at start"""
+    ONNXRUNTIME = "onnxruntime"
+    """ONNX Runtime, f32"""
+
+
 BUDGET_DOC = "largest acceptable image size, MB uncompressed (default: 360 + the shipped model files' size)"
 
 
 @object_type
 class Embedder:
-    """Builds, tests and ships the embedder image (sentence-transformers/all-MiniLM-L6-v2 on ONNX Runtime)."""
+    """Builds, tests and ships the embedder image (sentence-transformers/all-MiniLM-L6-v2 on OpenVINO or ONNX
+    Runtime)."""
 
     source: Annotated[dagger.Directory, DefaultPath("/"), Ignore(SOURCE_IGNORE), Doc("the repository")]
     commit: Annotated[dagger.GitRef, DefaultPath("/"), Doc("the git checkout, for the revision label and tag")]
@@ -58,7 +69,8 @@ class Embedder:
     torch_index_url: Annotated[str, Doc("index for torch in the model stage")] = (
         "https://download.pytorch.org/whl/cpu"
     )
-    variant: Annotated[Variant, Doc("model variant the image serves")] = Variant.FP32
+    engine: Annotated[Engine, Doc("inference engine the image ships")] = Engine.OPENVINO
+    variant: Annotated[Variant, Doc("model variant the image serves (int8: ONNX Runtime only)")] = Variant.FP32
     registry_image: Annotated[str, Doc("registry image for the publish check")] = "registry:2"
     redis_image: Annotated[str, Doc("Redis image for the cache tests")] = "redis:7"
     source_date_epoch: Annotated[
@@ -71,6 +83,11 @@ class Embedder:
         Doc("build on a base from `publish-base`, REF@sha256:… (or a bare REF: the tag of this checkout's key); "
             "only the app layer and config are added"),
     ] = ""
+
+    @property
+    def served(self) -> dict[str, str]:
+        """What the image serves, as the service tests expect it (EMBEDDER_EXPECT_*)."""
+        return {"engine": self.engine.value, "variant": self.variant.value}
 
     def with_nonce(self, ctr: dagger.Container) -> dagger.Container:
         """With a nonce, in the environment of every step that makes image content, so that they run again
@@ -155,14 +172,15 @@ class Embedder:
     async def base_inputs(self) -> dict[str, str]:
         """What the published base's content depends on (its content key is their hash)."""
         return await prebuilt.inputs(self.source, self.base_image, self.uv_image, self.model_repo,
-                                     self.model_revision, self.variant.value)
+                                     self.model_revision, self.engine.value, self.variant.value)
 
     async def runtime_base(self, epoch: int, found: dict[str, str]) -> dagger.Container:
         """Everything but app/: base OS, user, model, virtualenv and the runtime config, labelled with the content
         key of ``found`` (base_inputs()); its layers' file times are ``epoch``."""
         path = runtime.model_path(self.model_repo, self.model_revision)
-        model = runtime.only_variant(await self.model_stage(self.variant.value), self.variant.name)
-        venv = runtime.virtualenv(self.tools().with_(self.with_nonce), self.source, epoch)
+        runtime.check_flavour(self.engine.value, self.variant.value)
+        model = runtime.only_served(await self.model_stage(self.variant.value), self.engine.value, self.variant.value)
+        venv = runtime.virtualenv(self.tools().with_(self.with_nonce), self.source, epoch, self.engine.value)
         ctr = dag.container().from_(self.base_image).with_directory(
             "/", runtime.layer(self.base(), "/", runtime.user_files(self.base(), epoch), epoch)
         )
@@ -171,10 +189,13 @@ class Embedder:
             ctr.with_label("io.embedder.model.repo", self.model_repo)
             .with_label("io.embedder.model.revision", self.model_revision)
             .with_label("io.embedder.model.variant", self.variant.value)
+            .with_label("io.embedder.engine", self.engine.value)
             .with_directory("/", runtime.layer(self.base(), path, model, epoch))
-            .with_directory("/", runtime.layer(self.base(), runtime.VENV, venv, epoch, exclude=runtime.PRUNE))
+            .with_directory("/", runtime.layer(self.base(), runtime.VENV, venv, epoch,
+                                               exclude=runtime.prune(self.engine.value)))
             .with_env_variable("EMBEDDER_MODEL_DIR", path)
             .with_env_variable("EMBEDDER_VARIANT", self.variant.value)
+            .with_env_variable("EMBEDDER_ENGINE", self.engine.value)
             .with_(runtime.with_runtime_config)
         )
         return prebuilt.labelled(ctr, found)
@@ -186,7 +207,7 @@ class Embedder:
         for name, value in runtime.oci_labels(project, self.model_repo, revision, epoch).items():
             base = base.with_label(name, value)
         generator = release.generator(self.tools(), self.source).with_(self.with_nonce)
-        sbom = await release.sbom(generator, base, revision, epoch, self.variant.value)
+        sbom = await release.sbom(generator, base, revision, epoch, self.engine.value, self.variant.value)
         app = runtime.app_code(self.tools().with_(self.with_nonce), self.source)
         top = release.with_sbom(runtime.app_tree(app), sbom)
         return base.with_directory("/", runtime.layer(self.base(), "/", top, epoch)).with_label(
@@ -210,7 +231,7 @@ class Embedder:
     async def integration_tests(self) -> str:
         """tests/integration/ against the built image running as a service."""
         ctr = testing.runner(self.tools(), self.source, await self.model())
-        ctr = testing.with_service(ctr, await self.build(), self.variant.name)
+        ctr = testing.with_service(ctr, await self.build(), self.served)
         return await testing.pytest(ctr, "tests/integration")
 
     @function
@@ -221,7 +242,8 @@ class Embedder:
         """tests/image/: user, healthcheck, labels, port, no compilers, no torch/nvidia/triton, size."""
         model = await self.model()
         if size_budget_mb is None:
-            size_budget_mb = runtime.size_budget_mb(await model.file("model.lock.json").contents(), self.variant.name)
+            size_budget_mb = runtime.size_budget_mb(await model.file("model.lock.json").contents(), self.engine.value,
+                                                    self.variant.value)
         ctr = testing.runner(self.tools(), self.source, model)
         return await testing.pytest(testing.with_image(ctr, await self.build(), size_budget_mb), "-s", "tests/image")
 
@@ -237,7 +259,7 @@ class Embedder:
     async def docs_check(self) -> str:
         """tests/docs/: /docs and /redoc render in headless Chromium that can reach the service and no other host."""
         return await browser.docs_check(
-            self.tools(), self.source, await self.model(), await self.build(), self.variant.name
+            self.tools(), self.source, await self.model(), await self.build(), self.served
         )
 
     @function
@@ -256,6 +278,7 @@ class Embedder:
         holds, and every Python distribution's and the model's license passes the gate (release/licenses.toml)."""
         ctr = testing.runner(self.tools(), self.source, await self.model(), groups=("test", "release"))
         ctr = await release.with_image_sbom(ctr, await self.build())
+        ctr = ctr.with_env_variable("EMBEDDER_EXPECT_ENGINE", self.engine.value)
         return await testing.pytest(ctr, "-s", "tests/release")
 
     @function
@@ -273,7 +296,7 @@ class Embedder:
         """tests/memory/: the image, sent the worst load the defaults admit, stays under the manifests' memory
         limit by its cgroup's peak (Dagger sets no limit; .ci/run repeats it under `docker run --memory`)."""
         ctr = testing.runner(self.tools(), self.source, await self.model())
-        ctr = testing.with_service(ctr, await self.build(), self.variant.name)
+        ctr = testing.with_service(ctr, await self.build(), self.served)
         return await testing.pytest(ctr, "-s", "tests/memory")
 
     @function(cache="never")
@@ -305,7 +328,7 @@ class Embedder:
         layers plus one (the full build's layers) and serves; a base of other inputs is refused, naming them."""
         lock = await self.source.file("uv.lock").contents()
         others = {  # a checkout that differs in one input, by the input's name
-            "variant": dataclasses.replace(self, variant=next(v for v in Variant if v != self.variant)),
+            "engine": dataclasses.replace(self, engine=next(e for e in Engine if e != self.engine)),
             "uv.lock": dataclasses.replace(self, source=self.source.with_new_file("uv.lock", lock + "\n")),
         }
         return await testing.base_check(self, others)

@@ -16,7 +16,7 @@ KEY_LABEL = "io.embedder.base.key"
 INPUTS_LABEL = "io.embedder.base.inputs"
 #: The recipe's version: bump it when what the base holds changes without any input changing (runtime.py:
 #: PRUNE, NOT_SHIPPED, layer layout, the runtime config).
-RECIPE = "1"
+RECIPE = "2"
 #: Tags carry this many hex digits of the key (the full key is in the label and printed).
 TAG_DIGITS = 16
 MODEL_EXPORT = "app/export"
@@ -36,6 +36,7 @@ def dependency_part(pyproject: str) -> str:
         "requires-python": project.get("requires-python"),
         "dependencies": project.get("dependencies", []),
         "optional-dependencies": project.get("optional-dependencies", {}),
+        "dependency-groups": doc.get("dependency-groups", {}),  # the engine's group is in the image
         "tool.uv": doc.get("tool", {}).get("uv", {}),
     }
     return json.dumps(part, sort_keys=True)
@@ -57,7 +58,7 @@ async def resolved(image: str) -> str:
 
 
 async def inputs(source: dagger.Directory, base_image: str, uv_image: str, model_repo: str, model_revision: str,
-                 variant: str) -> dict[str, str]:
+                 engine: str, variant: str) -> dict[str, str]:
     """Everything the base's content depends on, each named as the refusal names it."""
     return {
         "uv.lock": sha256(await source.file("uv.lock").contents()),
@@ -67,6 +68,7 @@ async def inputs(source: dagger.Directory, base_image: str, uv_image: str, model
         "model export code (app/export/)": await tree_hash(source.directory(MODEL_EXPORT)),
         "base image": await resolved(base_image),
         "uv image": await resolved(uv_image),
+        "engine": engine,
         "variant": variant,
         "recipe": RECIPE,
     }

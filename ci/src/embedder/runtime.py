@@ -12,12 +12,13 @@ APP_HOME = "/srv/embedder"
 MODELS = "/opt/models"
 PORT = 8000
 UID = 1000
-# Optional extras of dependencies that the service never uses: hf-xet (tokenizers -> huggingface_hub downloads;
-# the model is never downloaded at run time).
-NOT_SHIPPED = ["hf-xet"]
-# Files of installed packages the service never loads: test suites, ONNX Runtime's Python tooling (model
-# optimizers, quantizers) and its C-API library (the Python binding is self-contained), sources, headers and
-# type stubs of compiled extensions, numpy's Fortran wrapper generator and PyInstaller hooks.
+# Dependencies that the service never loads: huggingface_hub and what only it needs (tokenizers depends on it for
+# Tokenizer.from_pretrained downloads; the service reads tokenizer.json from the model directory and never imports
+# it, nor do tokenizers' other paths it uses) and openvino-telemetry (used by OpenVINO's converter tools, which are
+# not shipped; the runtime never imports it). tests/image checks that the image imports the app and embeds.
+NOT_SHIPPED = ["huggingface-hub", "hf-xet", "pyyaml", "fsspec", "filelock", "tqdm", "openvino-telemetry"]
+# Files of installed packages the service never loads: test suites, sources, headers and type stubs of compiled
+# extensions, numpy's Fortran wrapper generator and PyInstaller hooks; then each engine's own (ENGINE_PRUNE).
 PRUNE = [
     "**/tests",
     "**/*.pyi",
@@ -28,22 +29,64 @@ PRUNE = [
     "**/*.cpp",
     "**/numpy/f2py",
     "**/numpy/_pyinstaller",
-    "**/onnxruntime/capi/libonnxruntime.so*",
-    "**/onnxruntime/transformers",
-    "**/onnxruntime/quantization",
-    "**/onnxruntime/tools",
-    "**/onnxruntime/datasets",
 ]
-ONNX = {"FP32": "onnx/model.onnx", "INT8": "onnx/model_int8.onnx"}
+_OV = "**/openvino"
+#: Per engine: ONNX Runtime's Python tooling (model optimizers, quantizers) and its C-API library (the Python
+#: binding is self-contained); OpenVINO's other devices (GPU, NPU, and the AUTO/HETERO/BATCH meta-devices), its
+#: frontends but IR's (the model stage converts; the service reads IR), its C API, converter tools, headers,
+#: CMake files and the GPU kernel cache (cache.json). OpenVINO keeps its core, the CPU plugin, the IR frontend
+#: and TBB.
+ENGINE_PRUNE = {
+    "onnxruntime": [
+        "**/onnxruntime/capi/libonnxruntime.so*",
+        "**/onnxruntime/transformers",
+        "**/onnxruntime/quantization",
+        "**/onnxruntime/tools",
+        "**/onnxruntime/datasets",
+    ],
+    "openvino": [
+        f"{_OV}/libs/libopenvino_intel_gpu_plugin.so",
+        f"{_OV}/libs/libopenvino_intel_npu_plugin.so",
+        f"{_OV}/libs/libopenvino_auto_plugin.so",
+        f"{_OV}/libs/libopenvino_auto_batch_plugin.so",
+        f"{_OV}/libs/libopenvino_hetero_plugin.so",
+        *(f"{_OV}/libs/libopenvino_{name}_frontend.so*"
+          for name in ("onnx", "paddle", "pytorch", "tensorflow", "tensorflow_lite", "jax", "gguf")),
+        f"{_OV}/libs/libopenvino_c.so*",
+        f"{_OV}/libs/libtbbmalloc_proxy.so*",
+        f"{_OV}/libs/cache.json",
+        f"{_OV}/libs/tbb.pc",
+        f"{_OV}/include",
+        f"{_OV}/cmake",
+        f"{_OV}/tools",
+        *(f"{_OV}/frontend/{name}" for name in ("onnx", "paddle", "pytorch", "tensorflow", "jax")),
+        f"{_OV}/torch",
+    ],
+}
+#: The graph files each engine reads, by variant (app.config.GRAPH_FILES); the image ships only its own.
+GRAPHS = {
+    "openvino": {"fp32": ["openvino/openvino_model.xml", "openvino/openvino_model.bin"]},
+    "onnxruntime": {"fp32": ["onnx/model.onnx"], "int8": ["onnx/model_int8.onnx"]},
+}
 
 
-def virtualenv(tools: dagger.Container, source: dagger.Directory, epoch: int) -> dagger.Directory:
-    """Runtime dependencies only (no dev groups), from the lockfile; no project code yet. Bytecode compiled with
-    SOURCE_DATE_EPOCH set, so that Python writes checked-hash .pyc (no source time in them)."""
+def check_flavour(engine: str, variant: str) -> None:
+    if variant not in GRAPHS[engine]:
+        raise ValueError(f"--variant {variant} runs on ONNX Runtime only: add --engine onnxruntime, "
+                         "or build --variant fp32")
+
+
+def prune(engine: str) -> list[str]:
+    return [*PRUNE, *ENGINE_PRUNE[engine]]
+
+
+def virtualenv(tools: dagger.Container, source: dagger.Directory, epoch: int, engine: str) -> dagger.Directory:
+    """Runtime dependencies and the one engine's dependency group, from the lockfile; no project code yet.
+    Bytecode compiled with SOURCE_DATE_EPOCH set, so that Python writes checked-hash .pyc (no source time)."""
     return (
         tools.with_(with_project_files(source))
         .with_env_variable("SOURCE_DATE_EPOCH", str(epoch))
-        .with_exec(["uv", "sync", "--no-dev", "--no-default-groups", "--no-install-project",
+        .with_exec(["uv", "sync", "--no-dev", "--no-default-groups", "--group", engine, "--no-install-project",
                     *(flag for name in NOT_SHIPPED for flag in ("--no-install-package", name))])
         .directory(VENV)
     )
@@ -76,26 +119,33 @@ def model_path(repo: str, revision: str) -> str:
 NOT_SHIPPED_MODEL_FILES = ["reference.json"]
 
 
-#: The image's size budget without the model directory, MB uncompressed (Python, the virtualenv, the app; the
-#: all-MiniLM-L6-v2 fp32 image measured 449 MB, of which 91 MB model files).
-RUNTIME_BUDGET_MB = 360
+#: The image's size budget without the model directory, MB uncompressed (Python, the virtualenv, the app), per
+#: engine. ONNX Runtime: the all-MiniLM-L6-v2 fp32 image measured 449 MB, of which 91 MB model files.
+RUNTIME_BUDGET_MB = {"onnxruntime": 360, "openvino": 360}
 
 
-def size_budget_mb(lock_json: str, variant: str) -> int:
-    """RUNTIME_BUDGET_MB plus the model-directory files the image ships for ``variant`` (FP32/INT8), by the
-    sizes model.lock.json records."""
-    dropped = {path for name, path in ONNX.items() if name != variant} | set(NOT_SHIPPED_MODEL_FILES)
+def _dropped(engine: str, variant: str) -> set[str]:
+    kept = set(GRAPHS[engine][variant])
+    graphs = {path for by_variant in GRAPHS.values() for paths in by_variant.values() for path in paths}
+    return (graphs - kept) | set(NOT_SHIPPED_MODEL_FILES)
+
+
+def size_budget_mb(lock_json: str, engine: str, variant: str) -> int:
+    """The engine's RUNTIME_BUDGET_MB plus the model-directory files the image ships for it and ``variant``, by
+    the sizes model.lock.json records."""
+    dropped = _dropped(engine, variant)
     shipped = sum(e["size"] for path, e in json.loads(lock_json)["files"].items() if path not in dropped)
-    return RUNTIME_BUDGET_MB + round(shipped / 1e6)
+    return RUNTIME_BUDGET_MB[engine] + round(shipped / 1e6)
 
 
-def only_variant(model: dagger.Directory, variant: str) -> dagger.Directory:
-    """Ship the served ONNX variant only (the other one is dead weight in the image), and nothing the service
-    does not read."""
-    for name, path in ONNX.items():
-        if name != variant:
-            model = model.without_file(path)
-    for path in NOT_SHIPPED_MODEL_FILES:
+def only_served(model: dagger.Directory, engine: str, variant: str) -> dagger.Directory:
+    """Ship the graph the engine reads for ``variant`` only (the other formats and variants are dead weight in
+    the image), and nothing the service does not read."""
+    dropped = _dropped(engine, variant)
+    emptied = {p.split("/")[0] for p in dropped if "/" in p} - {p.split("/")[0] for p in GRAPHS[engine][variant]}
+    for path in sorted(emptied):  # a format's whole folder
+        model = model.without_directory(path)
+    for path in sorted(p for p in dropped if p.split("/")[0] not in emptied):
         model = model.without_file(path)
     return model
 

@@ -134,11 +134,13 @@ def with_tarballs(ctr: dagger.Container, env: str, *images: dagger.Container) ->
     return ctr.with_env_variable(env, ",".join(paths))
 
 
-def with_service(ctr: dagger.Container, image: dagger.Container, variant: str) -> dagger.Container:
+def with_service(ctr: dagger.Container, image: dagger.Container, served: dict[str, str]) -> dagger.Container:
+    """The image as a service bound to ``ctr``; ``served`` (engine, variant) as EMBEDDER_EXPECT_ENGINE/_VARIANT."""
+    ctr = ctr.with_service_binding(SERVICE_ALIAS, image.as_service(use_entrypoint=True))
+    for name, value in served.items():
+        ctr = ctr.with_env_variable(f"EMBEDDER_EXPECT_{name.upper()}", value)
     return (
-        ctr.with_service_binding(SERVICE_ALIAS, image.as_service(use_entrypoint=True))
-        .with_env_variable("EMBEDDER_BASE_URL", f"http://{SERVICE_ALIAS}:{PORT}")
-        .with_env_variable("EMBEDDER_EXPECT_VARIANT", variant.lower())
+        ctr.with_env_variable("EMBEDDER_BASE_URL", f"http://{SERVICE_ALIAS}:{PORT}")
         .with_env_variable("CACHE_BUSTER", secrets.token_hex(8))  # a service test always runs against a fresh start
     )
 
@@ -192,7 +194,7 @@ async def base_check(embedder, others: dict) -> str:
         for name, built in {"base": pulled, "on_base": image, "full": await embedder.build()}.items():
             ctr = ctr.with_mounted_file(f"/images/{name}.tar", built.as_tarball()).with_env_variable(
                 f"{name.upper()}_TARBALL", f"/images/{name}.tar")
-        out = await pytest(with_service(ctr, image, embedder.variant.name), "-s", "tests/base")
+        out = await pytest(with_service(ctr, image, embedder.served), "-s", "tests/base")
     finally:
         await svc.stop()
     refused = "".join(f"refused ({n}): {t}\n" for n, t in refusals.items())
