@@ -4,7 +4,7 @@
   (app.prompts) ``embedder:<model key>:p<sha256 of the prompt, 16 bytes>:<sha256 of the text>``,
   so prompted and unprompted vectors of a text never mix. The model key hashes what decides a
   vector: the served ONNX file's and the tokenizer's sha256 from model.lock.json and
-  max_seq_length (the truncation), so a re-export, another variant or another model never reads
+  max_seq_length (the truncation), so a re-export, another engine or another model never reads
   stale vectors.
 * Value: the text's token count before truncation (uint32: usage figures, and the 413 that
   ``truncate: false`` owes a text over the limit) and the float32 vector *before* normalization,

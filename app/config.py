@@ -6,6 +6,7 @@ before binding the port.
 
 from __future__ import annotations
 
+import os
 from functools import cached_property
 from pathlib import Path
 from typing import Literal
@@ -15,18 +16,14 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from app.cpus import cpu_budget
 
-Variant = Literal["fp32", "int8"]
 LogLevel = Literal["debug", "info", "warning", "error", "critical"]
 
-#: The graph each engine reads for each variant, relative to the model directory.
-GRAPH_FILES: dict[str, dict[str, str]] = {
-    "openvino": {"fp32": "openvino/openvino_model.xml"},
-    "onnxruntime": {"fp32": "onnx/model.onnx", "int8": "onnx/model_int8.onnx"},
-}
+#: The graph each engine reads, relative to the model directory.
+GRAPH_FILES: dict[str, str] = {"openvino": "openvino/openvino_model.xml", "onnxruntime": "onnx/model.onnx"}
 #: Files the service reads besides the graph.
 REQUIRED_FILES = ("model.lock.json", "tokenizer.json", "embedding.json", "startcheck.json")  # app.startcheck.NAME
-#: What the current model stage writes (an older one lacks some): the files above and each engine's fp32 graph.
-EXPORTED_FILES = (*REQUIRED_FILES, *(files["fp32"] for files in GRAPH_FILES.values()))
+#: What the current model stage writes (an older one lacks some): the files above and each engine's graph.
+EXPORTED_FILES = (*REQUIRED_FILES, *GRAPH_FILES.values())
 
 
 #: The default admission bound, in full requests (EMBEDDER_MAX_INPUTS texts of the model's max_seq_length).
@@ -41,7 +38,6 @@ class Settings(BaseSettings):
     host: str = Field("0.0.0.0", min_length=1, description="Interface uvicorn binds to.")
     port: int = Field(8000, ge=1, le=65535, description="TCP port uvicorn listens on.")
     model_dir: Path = Field(Path("/model"), description="Exported model directory (read-only).")
-    variant: Variant = Field("fp32", description="ONNX variant: fp32 (exact) or int8 (faster).")
     max_batch: int = Field(32, ge=1, le=1024, description="Most texts in one ONNX Runtime call.")
     max_batch_tokens: int = Field(
         1024,
@@ -140,7 +136,7 @@ class Settings(BaseSettings):
         True, description="Check sha256 of the files used against model.lock.json at load."
     )
 
-    @field_validator("variant", "log_level", "engine", "precision", mode="before")
+    @field_validator("log_level", "engine", "precision", mode="before")
     @classmethod
     def _lowercase(cls, value: object) -> object:
         return value.strip().lower() if isinstance(value, str) else value
@@ -155,9 +151,9 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _check_engine_settings(self) -> Settings:
-        if self.variant not in GRAPH_FILES[self.engine]:
-            raise ValueError(f"EMBEDDER_VARIANT={self.variant} runs on ONNX Runtime only: set EMBEDDER_ENGINE=onnxruntime "
-                             "(an image built with --engine onnxruntime) or EMBEDDER_VARIANT=fp32")
+        if os.environ.get("EMBEDDER_VARIANT", "fp32").strip().lower() != "fp32":
+            raise ValueError("EMBEDDER_VARIANT: the int8 variant was removed (it was slower than OpenVINO's bf16 at "
+                             "a lower accuracy; docs/settings.md, Engines); unset it")
         if self.engine == "onnxruntime" and self.precision == "bf16":
             raise ValueError("EMBEDDER_PRECISION=bf16 needs EMBEDDER_ENGINE=openvino: ONNX Runtime runs f32")
         ort_only = sorted({"ort_spinning", "ort_arena", "inter_op_threads"} & self.model_fields_set)
@@ -205,12 +201,12 @@ class Settings(BaseSettings):
         hint = "build it with `dagger call model` (or `python -m app.export`) and point EMBEDDER_MODEL_DIR at it"
         if not root.is_dir():
             raise ValueError(f"model_dir {str(root)!r} is not a directory; {hint}")
-        needed = [*REQUIRED_FILES, *(self.graph_files if self.variant in GRAPH_FILES[self.engine] else [])]
+        needed = [*REQUIRED_FILES, *self.graph_files]
         missing = [name for name in needed if not (root / name).is_file()]
         if missing:
             raise ValueError(
                 f"model_dir {str(root)!r} lacks {', '.join(missing)} "
-                f"(EMBEDDER_ENGINE={self.engine}, EMBEDDER_VARIANT={self.variant}); {hint}"
+                f"(EMBEDDER_ENGINE={self.engine}); {hint}"
             )
         return self
 
@@ -224,7 +220,7 @@ class Settings(BaseSettings):
     @property
     def graph_path(self) -> Path:
         """The model file the engine reads: ONNX for ONNX Runtime, OpenVINO IR (.xml, weights in .bin) for OpenVINO."""
-        return self.model_dir / GRAPH_FILES[self.engine][self.variant]
+        return self.model_dir / GRAPH_FILES[self.engine]
 
     @property
     def graph_files(self) -> list[str]:

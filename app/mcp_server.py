@@ -60,7 +60,7 @@ def build_mcp(service: EmbeddingService) -> tuple[MCPServer, Route]:
         name="embedder",
         title="Sentence embeddings",
         instructions=(
-            f"Embeds text with {info.repo} (revision {info.revision[:12]}, {info.variant}, "
+            f"Embeds text with {info.repo} (revision {info.revision[:12]}, "
             f"{meta.dimensions} dimensions). {prompts}"
             "Use `similarity` to rank texts against a query, `embed` for raw vectors."
         ),

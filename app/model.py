@@ -36,7 +36,6 @@ class ModelInfo:
 
     repo: str
     revision: str
-    variant: str
     files: dict[str, dict]
     meta: EmbeddingMeta
 
@@ -61,7 +60,7 @@ class ModelInfo:
         }
 
     @classmethod
-    def read(cls, model_dir: Path, variant: str) -> ModelInfo:
+    def read(cls, model_dir: Path) -> ModelInfo:
         try:
             meta = EmbeddingMeta.read(model_dir)
         except EmbeddingMetaError as exc:
@@ -71,7 +70,6 @@ class ModelInfo:
             return cls(
                 repo=str(lock["repo"]),
                 revision=str(lock["revision"]),
-                variant=variant,
                 files=dict(lock.get("files", {})),
                 meta=meta,
             )
@@ -100,7 +98,7 @@ class EmbeddingModel:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.info = ModelInfo.read(settings.model_dir, settings.variant)
+        self.info = ModelInfo.read(settings.model_dir)
         self.meta = self.info.meta
         self.dimensions: int = self.meta.dimensions
         self._tokenizer = None
@@ -131,7 +129,6 @@ class EmbeddingModel:
             "model loaded",
             extra={
                 "model": self.info.repo,
-                "variant": s.variant,
                 **engine.describe(),
                 "inputs": list(self.meta.inputs),
                 "dimensions": self.dimensions,

@@ -200,7 +200,6 @@ class ReadyResponse(ModelDescription):
     reason: str | None = None
     model: str
     revision: str
-    variant: str
     cache: Literal["off", "ok", "degraded"] = Field("off", description="Embedding cache state (docs/cache-and-keys.md).")
     engine: dict[str, str | int | bool] | None = Field(
         None, description="The inference engine once loaded: name, version, precision, threads (docs/settings.md)."

@@ -105,7 +105,7 @@ class EmbeddingService:
             self.reason = "accuracy check running"
             s = self.settings
             self.accuracy = await loop.run_in_executor(
-                self._executor, startcheck.run, self.model, s.precision, s.variant, log)
+                self._executor, startcheck.run, self.model, s.precision, log)
             if self.cache is not None:  # the precision is final: key the cache by it
                 self.cache.rekey(self._model_key(self.accuracy["precision"]))
             cost = await calibrate(self.model, self.settings, self._executor)
@@ -144,7 +144,6 @@ class EmbeddingService:
             extra={
                 "model": self.info.repo,
                 "revision": self.info.revision,
-                "variant": self.info.variant,
                 "load_seconds": round(time.perf_counter() - started, 3),
             },
         )
@@ -180,7 +179,6 @@ class EmbeddingService:
             "reason": self.reason,
             "model": self.info.repo,
             "revision": self.info.revision,
-            "variant": self.info.variant,
             **self.info.describe(),
             "cache": "off" if self.cache is None else "degraded" if self.cache.degraded else "ok",
             "engine": self.model.engine.describe() if self.model.loaded else None,

@@ -144,7 +144,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _settings(settings: Settings) -> dict:
-    keys = ("variant", "max_batch", "max_batch_tokens", "max_queued_bytes", "max_queued_tokens")
+    keys = ("engine", "max_batch", "max_batch_tokens", "max_queued_bytes", "max_queued_tokens")
     return {**{k: getattr(settings, k) for k in keys}, "workers": settings.call_workers}
 
 

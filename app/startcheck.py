@@ -6,9 +6,9 @@ directory (NAME; the file's format is tested on both sides in tests/test_startch
 embeds the same texts (one at a time, and the short ones in one padded batch) and compares. ``decide`` is the
 policy, apart so that it is testable alone:
 
-- at or above the variant's contract (fp32 0.9999, int8 0.99): serve;
+- at or above the contract (0.9999): serve;
 - bf16 below it: under ``EMBEDDER_PRECISION=auto``, fall back to f32 and say why; an explicit ``bf16`` is the
-  user's trade: served with a warning down to 0.99 (the int8 contract), refused below;
+  user's trade: served with a warning down to 0.99, refused below;
 - f32 below it: the model directory does not match its own reference: not ready, with the reason.
 """
 
@@ -25,9 +25,9 @@ from app.embedding_meta import REEXPORT
 from app.engine.graph import ModelIntegrityError
 
 NAME = "startcheck.json"  # app.export.startcheck writes it
-#: Min cosine against sentence-transformers that each variant promises.
-CONTRACT = {"fp32": 0.9999, "int8": 0.99}
-#: An explicit bf16 is refused below this (the int8 contract).
+#: Min cosine against sentence-transformers that the service promises.
+CONTRACT = 0.9999
+#: An explicit bf16 is refused below this.
 BF16_FLOOR = 0.99
 
 
@@ -65,9 +65,9 @@ class Verdict:
     message: str | None = None
 
 
-def decide(setting: str, precision: str, variant: str, cosine: float, texts: int) -> Verdict:
+def decide(setting: str, precision: str, cosine: float, texts: int) -> Verdict:
     """What to do with ``cosine``, measured at ``precision`` (chosen under EMBEDDER_PRECISION=``setting``)."""
-    floor = CONTRACT[variant]
+    floor = CONTRACT
     figure = f"{precision} min cosine {cosine:.6f} against sentence-transformers ({texts} texts)"
     if cosine >= floor:
         return Verdict("serve")
@@ -85,14 +85,14 @@ class StartCheckFailed(RuntimeError):
     """The engine's vectors do not meet the contract at any precision it may serve."""
 
 
-def run(model, setting: str, variant: str, log) -> dict:
+def run(model, setting: str, log) -> dict:
     """Check ``model`` (an app.model.EmbeddingModel, loaded) against its directory's reference; fall back to
     f32 when the policy says so. Returns what /ready reports; StartCheckFailed when it may not serve."""
     texts, vectors = read(model.settings.model_dir)
     while True:
         precision = model.engine.describe().get("precision", "f32")
         cosine = min_cosine(model.embed, texts, vectors)
-        verdict = decide(setting, precision, variant, cosine, len(texts))
+        verdict = decide(setting, precision, cosine, len(texts))
         figure = {"precision": precision, "min_cosine": round(cosine, 6), "texts": len(texts)}
         if verdict.action == "fallback":
             log.warning(verdict.message, extra=figure)

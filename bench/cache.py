@@ -89,7 +89,7 @@ def main(argv: list[str] | None = None) -> int:
         env = {"EMBEDDER_CACHE_URL": url, "EMBEDDER_CACHE_PASSWORD": PASSWORD}
         results: dict[str, dict[int, dict]] = {}
         try:
-            with service(path, "fp32", env=env) as (cached_url, cached_pid), service(path, "fp32") as (plain_url, plain_pid):
+            with service(path, env=env) as (cached_url, cached_pid), service(path) as (plain_url, plain_pid):
                 hit_pool = texts(args.pool, seed=0)
                 with httpx.Client(base_url=cached_url, timeout=120) as c:  # fill the cache
                     for i in range(0, len(hit_pool), 64):

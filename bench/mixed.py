@@ -12,7 +12,7 @@ short/passage: 100/0 (the fairness baseline), 90/10, 50/50; thread k's n-th requ
 ((n + k) * A) % B < A (A/B = passage share). wrk times each class itself (LuaJIT, CLOCK_MONOTONIC) and counts
 only responses completing inside the window (each run starts --warmup s before it; then the server is left
 to finish what wrk dropped). CPU: utime + stime of the server and of wrk (/proc/PID/stat) over the window.
-Ideal: the app's own EmbeddingModel in this process (tokenize + run + normalize: bench.service.ort_embedder),
+Ideal: the app's own EmbeddingModel in this process (tokenize + run + normalize on the engine the current tree serves with: bench.service.engine_embedder),
 whole passes over --ideal-texts texts of the mix in its exact proportions, sorted by length, in calls of <= 32
 texts and <= --batch-tokens padded tokens (texts x longest). Targets (from the issue): server texts/s >= 0.8 x
 ideal for every mix; short p99 under a mix <= 3 x short p99 of the short-only mix. Everything runs in
@@ -45,7 +45,7 @@ import httpx
 import numpy as np
 
 from bench import wrk
-from bench.service import ROOT, cpu_seconds, model_dir, ort_embedder, sentences, service
+from bench.service import ROOT, cpu_seconds, engine_embedder, model_dir, sentences, service
 
 MODEL = "sentence-transformers/all-MiniLM-L6-v2"
 CLASSES = {"s": ("short", 8, 32), "p": ("passage", 128, 256)}
@@ -251,7 +251,6 @@ def main(argv: list[str] | None = None) -> int:
     add("--batch-tokens", type=int, default=4096, help="ideal: most padded tokens per call")
     add("--batch", type=int, default=32, help="ideal: most texts per call")
     add("--pool", type=int, default=256, help="texts per class")
-    add("--variant", default="fp32", choices=("fp32", "int8"))
     add("--baseline", metavar="REF", help="also serve this git ref (before) next to the current tree (after)")
     add("--env", action="append", default=[], metavar="KEY=VALUE", help="extra env of the current tree's service")
     add("--compare", metavar="KEY=VALUE", help="also serve the current tree with this setting (e.g. spinning on)")
@@ -268,9 +267,10 @@ def main(argv: list[str] | None = None) -> int:
     from app.config import Settings
     from app.model import EmbeddingModel
 
-    (tokenizer := EmbeddingModel(Settings(model_dir=path, variant=args.variant))).load()
+    (tokenizer := EmbeddingModel(Settings(model_dir=path))).load()
     pools = build_pools(tokenizer, args.pool, seed=1)
-    embed = ort_embedder(path, args.variant)
+    current_env = dict(kv.split("=", 1) for kv in args.env)
+    embed = engine_embedder(path, current_env.get("EMBEDDER_ENGINE", "openvino"))
     shares = {m: parse_mix(m) for m in mixes}
     batches = {m: ideal_batches(pools, a, b, b * math.ceil(args.ideal_texts / b), args.batch_tokens, args.batch)
                for m, (a, b) in shares.items()}
@@ -293,7 +293,7 @@ def main(argv: list[str] | None = None) -> int:
             subprocess.run([*git, "add", "--detach", str(wt), args.baseline], check=True, capture_output=True)
             stack.callback(subprocess.run, [*git, "remove", "--force", str(wt)], check=False)
             trees["before"] = (wt, {})
-        services = {k: stack.enter_context(service(path, args.variant, cwd=trees[k][0], env=trees[k][1]))
+        services = {k: stack.enter_context(service(path, None, cwd=trees[k][0], env=trees[k][1]))
                     for k in labels}
         ready = {k: status_mb(pid, "VmRSS") for k, (_, pid) in services.items()}
         for r in range(args.rounds if mixes else 0):

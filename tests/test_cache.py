@@ -127,8 +127,8 @@ async def test_keys_name_the_model_and_texts_come_back_in_order(model_dir, redis
     np.testing.assert_allclose([got[0], got[2]], direct.json()["embeddings"], atol=1e-6)
     lock_sha = app.state.service.info.files["onnx/model.onnx"]["sha256"]
     assert key.startswith(b"embedder:") and lock_sha.encode() not in key  # hashed with tokenizer + max_seq
-    other = create_app(make_settings(model_dir, variant="int8", cache_url=redis_url))
-    assert other.state.service.cache.key(TEXTS[0]) != key  # another ONNX file, another key
+    other = create_app(make_settings(model_dir, engine="onnxruntime", cache_url=redis_url))
+    assert other.state.service.cache.key(TEXTS[0]) != key  # another engine and graph, another key
 
 
 async def test_truncate_false_still_refuses_a_cached_long_text(model_dir, redis_url):

@@ -20,7 +20,7 @@ def env(monkeypatch, model_dir):
 
 def test_defaults(env, model_dir):
     s = Settings()
-    assert (s.host, s.port, s.variant, s.max_batch, s.max_inputs) == ("0.0.0.0", 8000, "fp32", 32, 256)
+    assert (s.host, s.port, s.max_batch, s.max_inputs) == ("0.0.0.0", 8000, 32, 256)
     assert (s.max_text_chars, s.intra_op_threads, s.inter_op_threads, s.log_level) == (8192, 1, 1, "info")
     assert s.workers == 0 and s.call_workers == cpu_budget().cpus + 1  # one call per CPU, plus one
     assert s.call_overhead_tokens is None  # measured at start
@@ -33,21 +33,21 @@ def test_defaults(env, model_dir):
 def test_environment_overrides(env, model_dir):
     env.setenv("EMBEDDER_PORT", "9001")
     env.setenv("EMBEDDER_ENGINE", "ONNXRuntime")  # case-insensitive
-    env.setenv("EMBEDDER_VARIANT", "INT8")
     env.setenv("EMBEDDER_MAX_WAIT_MS", "0.5")
     env.setenv("EMBEDDER_LOG_LEVEL", "WARNING")
     env.setenv("EMBEDDER_WORKERS", "5")
     s = Settings()
     assert s.call_workers == 5
-    assert (s.port, s.variant, s.max_wait_ms, s.log_level) == (9001, "int8", 0.5, "warning")
-    assert s.graph_path == model_dir / "onnx/model_int8.onnx"
+    assert (s.port, s.engine, s.max_wait_ms, s.log_level) == (9001, "onnxruntime", 0.5, "warning")
+    assert s.graph_path == model_dir / "onnx/model.onnx" and s.graph_files == ["onnx/model.onnx"]
 
 
 @pytest.mark.parametrize(
     ("name", "value", "needle"),
     [
         ("EMBEDDER_PORT", "70000", "less than or equal to 65535"),
-        ("EMBEDDER_VARIANT", "fp16", "'fp32' or 'int8'"),
+        ("EMBEDDER_VARIANT", "int8", "the int8 variant was removed"),
+        ("EMBEDDER_ENGINE", "tensorrt", "'openvino' or 'onnxruntime'"),
         ("EMBEDDER_MAX_INPUTS", "0", "greater than or equal to 1"),
         ("EMBEDDER_MAX_WAIT_MS", "-1", "greater than or equal to 0"),
         ("EMBEDDER_INTRA_OP_THREADS", "many", "valid integer"),
@@ -69,7 +69,7 @@ def test_missing_model_dir(env, tmp_path):
     assert "is not a directory" in describe_settings_error(info.value)
 
 
-def test_model_dir_without_the_variant(env, tmp_path, model_dir):
+def test_model_dir_without_the_engines_graph(env, tmp_path, model_dir):
     for name in REQUIRED_FILES:
         (tmp_path / name).write_bytes((model_dir / name).read_bytes())
     env.setenv("EMBEDDER_MODEL_DIR", str(tmp_path))
@@ -77,7 +77,7 @@ def test_model_dir_without_the_variant(env, tmp_path, model_dir):
         Settings()
     message = describe_settings_error(info.value)
     assert "openvino/openvino_model.xml, openvino/openvino_model.bin" in message, message
-    assert "EMBEDDER_ENGINE=openvino, EMBEDDER_VARIANT=fp32" in message
+    assert "EMBEDDER_ENGINE=openvino" in message
 
 
 def test_secrets_are_never_echoed(env):

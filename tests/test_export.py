@@ -28,11 +28,13 @@ def test_model_directory_is_complete_and_locked(model_dir):
     lock = Lock.read(model_dir / LOCK_NAME)
     lock.verify(model_dir)
     assert (lock.repo, lock.revision) == (UPSTREAM.repo, UPSTREAM.revision)
-    assert {"onnx/model.onnx", "onnx/model_int8.onnx", "tokenizer.json", "reference.json"} <= set(lock.files)
+    assert {"onnx/model.onnx", "openvino/openvino_model.xml", "openvino/openvino_model.bin", "tokenizer.json",
+            "reference.json"} <= set(lock.files)
     assert "model.safetensors" not in lock.files
     checks = json.loads((model_dir / LOCK_NAME).read_text())["verification"]
-    assert checks["onnx/model.onnx"]["min_cosine"] >= 0.9999
-    assert checks["onnx/model_int8.onnx"]["min_cosine"] >= 0.99
+    for graph in ("onnx/model.onnx", "openvino/openvino_model.xml"):
+        assert min(checks[graph]["min_cosine"], checks[graph]["heldout_min_cosine"]) >= 0.9999, checks
+    assert checks["openvino/openvino_model.xml"]["weights"] == "f16"
 
 
 def test_a_changed_file_fails_the_lock_naming_it(upstream_snapshot, tmp_path):

@@ -1,4 +1,4 @@
-"""The model directory contract: lock metadata, integrity check at load, variant selection."""
+"""The model directory contract: lock metadata, integrity check at load, the engine's graph."""
 
 from __future__ import annotations
 
@@ -32,7 +32,7 @@ def tampered_dir(model_dir, tmp_path):
 
 
 def test_info_from_lock(model_dir):
-    info = ModelInfo.read(model_dir, "fp32")
+    info = ModelInfo.read(model_dir)
     lock = json.loads((model_dir / "model.lock.json").read_text())
     assert (info.repo, info.revision) == (lock["repo"], lock["revision"])
     assert info.name == "all-MiniLM-L6-v2" and info.max_seq_length == 256
@@ -72,10 +72,10 @@ def test_a_directory_without_embedding_json_names_the_file_and_the_fix(model_dir
     message = describe_settings_error(info.value)
     assert "lacks embedding.json" in message and "dagger call model" in message
     with pytest.raises(ModelIntegrityError, match=r"embedding.json is missing.*dagger call model"):
-        ModelInfo.read(old, "fp32")
+        ModelInfo.read(old)
     (old / "embedding.json").write_text('{"format": 1, "dimensions": "384"}')
     with pytest.raises(ModelIntegrityError, match=r"embedding.json is invalid: .*dagger call model"):
-        ModelInfo.read(old, "fp32")
+        ModelInfo.read(old)
 
 
 async def test_metadata_that_disagrees_with_the_graph_keeps_the_service_unready(model_dir, tmp_path):

@@ -172,7 +172,7 @@ def test_a_second_signal_skips_the_delay(model_dir, tmp_path):
 @pytest.mark.parametrize(
     ("env", "needles"),
     [
-        ({"EMBEDDER_VARIANT": "fp16"}, ["EMBEDDER_VARIANT", "fp32", "int8"]),
+        ({"EMBEDDER_VARIANT": "int8"}, ["EMBEDDER_VARIANT", "int8 variant was removed", "unset it"]),
         ({"EMBEDDER_PORT": "http"}, ["EMBEDDER_PORT", "integer"]),
         ({"EMBEDDER_MAX_BATCH": "0"}, ["EMBEDDER_MAX_BATCH", "greater than or equal to 1"]),
         ({"EMBEDDER_MODEL_DIR": "/nonexistent/model"}, ["/nonexistent/model", "python -m app.export"]),

@@ -1,6 +1,6 @@
 """Embeddings match sentence-transformers: the default path (OpenVINO, precision auto) at min cosine >= 0.9999
 (the contract), each engine at f32 closer still (ONNX Runtime within 1e-5 per element, OpenVINO's float16-stored
-weights min cosine >= 0.99999), int8 cosine >= 0.99.
+weights min cosine >= 0.99999).
 
 On the host (dev group installed) the reference is computed live with
 sentence-transformers from the packaged upstream snapshot; where it is not importable
@@ -79,14 +79,3 @@ async def test_openvino_f32_is_within_float16_weight_rounding(model_dir, referen
         assert (await c.get("/ready")).json()["engine"]["precision"] == "f32"
         got = (await c.post("/embed", json={"inputs": sentences})).json()["embeddings"]
     assert cosines(got, expected).min() >= 0.99999
-
-
-async def test_int8_close_to_reference(model_dir, reference):
-    sentences, expected = reference
-    app = create_app(make_settings(model_dir, engine="onnxruntime", variant="int8"))
-    async with running_app(app) as c:
-        ready = (await c.get("/ready")).json()
-        assert ready["variant"] == "int8"
-        got = np.asarray((await c.post("/embed", json={"inputs": sentences})).json()["embeddings"])
-    cosine = np.sum(got * expected, axis=1) / (np.linalg.norm(got, axis=1) * np.linalg.norm(expected, axis=1))
-    assert cosine.min() >= 0.99, cosine

@@ -1,8 +1,10 @@
 """OpenVINO Runtime on the CPU: one compiled model, one infer request per calling thread.
 
 Precision comes from app.engine.precision (bf16 where the CPU runs it natively). Threads follow the
-scheduler's call workers as ONNX Runtime's do: one stream per usable CPU (app.cpus), each stream
-EMBEDDER_INTRA_OP_THREADS threads, so that concurrent calls run side by side as they do on ONNX Runtime.
+scheduler's call workers as ONNX Runtime's do: one stream per call that runs at once, at most one per usable
+CPU (app.cpus), each stream EMBEDDER_INTRA_OP_THREADS threads (0: the usable CPUs shared among the streams),
+so that concurrent calls run side by side as they do on ONNX Runtime, and one call alone (EMBEDDER_WORKERS=1)
+can have every core.
 """
 
 from __future__ import annotations
@@ -47,8 +49,9 @@ class OpenVino:
         check_graph([i.get_any_name() for i in model.inputs],
                     {o.get_any_name(): [d.get_length() if d.is_static else None for d in o.get_partial_shape()]
                      for o in model.outputs}, meta, str(graph.relative_to(settings.model_dir)))
-        streams = cpu_budget().cpus
-        threads = streams * (settings.intra_op_threads or 1)
+        cpus = cpu_budget().cpus
+        streams = max(1, min(cpus, settings.call_workers))
+        threads = streams * (settings.intra_op_threads or max(1, cpus // streams))
         compiled = core.compile_model(model, "CPU", {
             "INFERENCE_PRECISION_HINT": precision, "NUM_STREAMS": str(streams),
             "INFERENCE_NUM_THREADS": str(threads), "CPU_RUNTIME_CACHE_CAPACITY": str(RUNTIME_CACHE_CAPACITY),

@@ -2,10 +2,10 @@
 
 `python -m app.export lock` makes a model's lock (models/REPO/REVISION.json, reviewed and committed);
 `python -m app.export download` fetches the locked files with huggingface_hub and checks them (`local`: from a
-directory on disk); `python -m app.export build` exports ONNX (fp32, int8 or both: `--variant`), checks
-them against sentence-transformers and writes `embedding.json` (app.embedding_meta) and `model.lock.json`.
+directory on disk); `python -m app.export build` exports ONNX and converts it to OpenVINO IR, checks
+both against sentence-transformers and writes `embedding.json` (app.embedding_meta) and `model.lock.json`.
 Any Transformer, Pooling, Dense..., Normalize pipeline (app.export.st_config). Needs the `export` dependency
-group (torch, sentence-transformers, onnx); nothing here is imported by the service.
+group (torch, sentence-transformers, onnx, both engines); nothing here is imported by the service.
 """
 
 from pathlib import Path

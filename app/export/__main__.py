@@ -7,7 +7,6 @@ from pathlib import Path
 
 from app.lock import Lock, LockMismatch
 
-VARIANTS = {"fp32": ("fp32",), "int8": ("int8",), "both": ("fp32", "int8")}
 ENDPOINT = os.environ.get("HF_ENDPOINT", "https://huggingface.co")
 
 
@@ -30,12 +29,10 @@ def parser() -> argparse.ArgumentParser:
     local.add_argument("--lock", type=Path, required=True, help="the model's lock (models/REPO/REVISION.json)")
     local.add_argument("--dir", type=Path, required=True, help="the model's files (a snapshot of the revision)")
     local.add_argument("--out", type=Path, required=True, help="directory to copy the checked files into")
-    build = sub.add_parser("build", help="export ONNX (fp32, int8 or both) from a snapshot, verify, write the lock")
+    build = sub.add_parser("build", help="export ONNX and OpenVINO IR from a snapshot, verify, write the lock")
     build.add_argument("--lock", type=Path, required=True, help="the model's lock (models/REPO/REVISION.json)")
     build.add_argument("--snapshot", type=Path, required=True, help="directory with the upstream files")
     build.add_argument("--out", type=Path, required=True, help="model directory to write (replaced)")
-    build.add_argument("--variant", choices=("fp32", "int8", "both"), default="both",
-                       help="the graph(s) to build and verify (int8 alone: fp32 is exported to quantize, not kept)")
     return p
 
 
@@ -87,7 +84,7 @@ def main(argv: list[str] | None = None) -> int:
             from .verify import VerificationFailed
 
             try:
-                build_dir(args.snapshot, args.out, lock, VARIANTS[args.variant])
+                build_dir(args.snapshot, args.out, lock)
             except VerificationFailed as e:
                 print(f"error: {e}", file=sys.stderr)
                 return 3

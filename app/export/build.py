@@ -3,7 +3,6 @@
 import json
 import shutil
 import tempfile
-from collections.abc import Iterable
 from pathlib import Path
 
 from sentence_transformers import SentenceTransformer
@@ -13,24 +12,20 @@ from app.lock import LOCK_NAME, Lock, lock_directory
 
 from . import locking, openvino_ir, st_config, startcheck, verify
 from .onnx_export import export_fp32
-from .quantize import quantize_int8
 from .st_config import StConfig, Unsupported
 
 # The ONNX graphs carry the weights; the runtime image does not need them (nor a Dense module's).
 WEIGHTS = (".safetensors", ".safetensors.index.json", ".bin", ".pt", ".pth")
 TOKENIZER = "tokenizer.json"
-FP32, INT8, IR = "onnx/model.onnx", "onnx/model_int8.onnx", openvino_ir.XML
-VARIANTS = {"fp32": FP32, "int8": INT8}
-THRESHOLDS = {FP32: 0.9999, INT8: 0.99, IR: 0.9999}
+FP32, IR = "onnx/model.onnx", openvino_ir.XML
+#: Min cosine to sentence-transformers that each graph must meet at f32 (the service's contract).
+THRESHOLD = 0.9999
 
 
-def build(snapshot: Path, out: Path, upstream: Lock, variants: Iterable[str] = ("fp32", "int8")) -> dict:
-    """Export, quantize and verify the given variants into out (replaced atomically); returns the
-    verification results. An int8-only build exports fp32 to quantize from and leaves it out."""
+def build(snapshot: Path, out: Path, upstream: Lock) -> dict:
+    """Export ONNX and OpenVINO IR and verify both into out (replaced atomically); returns the verification
+    results."""
     snapshot, out = Path(snapshot), Path(out)
-    graphs = [VARIANTS[v] for v in VARIANTS if v in set(variants)]
-    if not graphs or set(variants) - set(VARIANTS):
-        raise ValueError(f"variants {list(variants)}: choose from {list(VARIANTS)}")
     upstream.verify(snapshot)
     config = st_config.read(snapshot)  # refuses an unsupported pipeline before torch loads the weights
     st = SentenceTransformer(str(snapshot), device="cpu")
@@ -52,20 +47,13 @@ def build(snapshot: Path, out: Path, upstream: Lock, variants: Iterable[str] = (
         reference = st.encode(verify.SENTENCES, prompt=prompt, normalize_embeddings=True, show_progress_bar=False)
         startcheck.write(work, [prompt + t for t in startcheck.TEXTS], st.encode(
             startcheck.TEXTS, prompt=prompt, normalize_embeddings=True, show_progress_bar=False))
-        if INT8 in graphs:
-            quantize_int8(work / FP32, work / INT8)
         heldout = st.encode(verify.HELDOUT, prompt=prompt, normalize_embeddings=True, show_progress_bar=False)
-        results = {}
-        for rel in graphs:
-            results[rel] = verified(work, rel, meta, reference, heldout)
-        if FP32 in graphs:
-            results[IR] = openvino_graph(work, meta, reference, heldout)
+        results = {FP32: verified(work, FP32, meta, reference, heldout),
+                   IR: openvino_graph(work, meta, reference, heldout)}
         (work / "reference.json").write_text(json.dumps({
             "sentences": verify.SENTENCES, "embeddings": reference.tolist(),
             "heldout": {"texts": verify.HELDOUT, "embeddings": heldout.tolist()},
         }) + "\n")
-        if FP32 not in graphs:
-            (work / FP32).unlink()
         lock = lock_directory(work, upstream.repo, upstream.revision)
         lock.write(work / LOCK_NAME, max_seq_length=st.max_seq_length, license=locking.model_license(snapshot),
                    verification=results)
@@ -81,7 +69,7 @@ def build(snapshot: Path, out: Path, upstream: Lock, variants: Iterable[str] = (
 def verified(work: Path, rel: str, meta: EmbeddingMeta, reference, heldout, precision: str = "f32") -> dict:
     """The graph's min cosine to sentence-transformers on the check sentences and on the held-out texts;
     VerificationFailed below its threshold."""
-    threshold = THRESHOLDS[rel]
+    threshold = THRESHOLD
     cos = verify.min_cosine(work / rel, work / TOKENIZER, reference, meta, precision=precision)
     held = verify.min_cosine(work / rel, work / TOKENIZER, heldout, meta, verify.HELDOUT, precision)
     print(f"{rel} ({precision}): min cosine {cos:.6f}, held-out {held:.6f} (threshold {threshold})", flush=True)

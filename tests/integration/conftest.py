@@ -1,5 +1,5 @@
 """Integration tests run against a running image: `dagger call integration-tests` binds the built image as a
-service and sets EMBEDDER_BASE_URL, EMBEDDER_EXPECT_VARIANT and EMBEDDER_TEST_MODEL_DIR (for reference.json)."""
+service and sets EMBEDDER_BASE_URL, EMBEDDER_EXPECT_ENGINE and EMBEDDER_TEST_MODEL_DIR (for reference.json)."""
 
 import json
 import os
@@ -24,11 +24,6 @@ def pytest_collection_modifyitems(items):
 @pytest.fixture(scope="session")
 def base_url() -> str:
     return BASE_URL
-
-
-@pytest.fixture(scope="session")
-def variant() -> str:
-    return os.environ.get("EMBEDDER_EXPECT_VARIANT", "fp32")
 
 
 @pytest.fixture(scope="session")

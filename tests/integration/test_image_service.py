@@ -15,38 +15,34 @@ from tests.test_errors import CASES, check_bad_input
 _DIR = Path(os.environ.get("EMBEDDER_TEST_MODEL_DIR", "."))
 _LOCK = json.loads((_DIR / "model.lock.json").read_text()) if (_DIR / "model.lock.json").is_file() else {}
 MODEL, REVISION = _LOCK.get("repo", ""), _LOCK.get("revision", "")
+#: Min cosine against sentence-transformers that every served path meets (app.startcheck.CONTRACT).
+CONTRACT = 0.9999
 DIMENSIONS = json.loads((_DIR / "embedding.json").read_text())["dimensions"] if (_DIR / "embedding.json").is_file() else 0
 
 
-async def test_health_and_ready_name_model_revision_and_variant(client, variant):
+async def test_health_and_ready_name_model_revision_and_engine(client):
     assert (await client.get("/health")).status_code == 200
     ready = await client.get("/ready")
     assert ready.status_code == 200, ready.text
     body = ready.json()
-    assert (body["model"], body["revision"], body["variant"]) == (MODEL, REVISION, variant)
-    contract = 0.9999 if variant == "fp32" else 0.99  # app.startcheck.CONTRACT
-    assert body["accuracy"]["min_cosine"] >= contract and body["accuracy"]["texts"] >= 10, body
+    assert (body["model"], body["revision"]) == (MODEL, REVISION)
+    assert body["accuracy"]["min_cosine"] >= CONTRACT and body["accuracy"]["texts"] >= 10, body
     assert body["engine"]["engine"] == os.environ.get("EMBEDDER_EXPECT_ENGINE", "openvino"), body
     assert body["engine"]["precision"] == body["accuracy"]["precision"], body
 
 
-def contract(variant: str) -> float:
-    """The min cosine the served path must meet (ONNX Runtime fp32 is also held to 1e-5 per element)."""
-    return 0.99 if variant == "int8" else 0.9999
-
-
-async def test_embeddings_equal_the_sentence_transformers_reference(client, reference, variant):
+async def test_embeddings_equal_the_sentence_transformers_reference(client, reference):
     r = await client.post("/embed", json={"inputs": reference["sentences"]})
     assert r.status_code == 200, r.text
     got, want = np.asarray(r.json()["embeddings"]), np.asarray(reference["embeddings"])
     assert got.shape == want.shape == (len(reference["sentences"]), DIMENSIONS)
     engine = (await client.get("/ready")).json()["engine"]
-    if (engine["engine"], variant) == ("onnxruntime", "fp32"):
+    if engine["engine"] == "onnxruntime":
         np.testing.assert_allclose(got, want, atol=1e-5)
-    assert (got * want).sum(axis=1).min() >= contract(variant)
+    assert (got * want).sum(axis=1).min() >= CONTRACT
 
 
-async def test_held_out_texts_meet_the_contract(client, reference, variant):
+async def test_held_out_texts_meet_the_contract(client, reference):
     """The held-out set (app/export/heldout.json, in no test's own texts) at the image's engine and precision, in
     requests of 32 texts and one text at a time: min cosine >= 0.9999 (the README quotes the figure)."""
     held = reference["heldout"]
@@ -61,7 +57,7 @@ async def test_held_out_texts_meet_the_contract(client, reference, variant):
     batched, single = (np.asarray(got) * want).sum(axis=1).min(), (np.asarray(alone) * want).sum(axis=1).min()
     print(f"\nheld-out min cosine, {engine['engine']} {engine['precision']}: {batched:.6f} in requests of 32, "
           f"{single:.6f} one at a time ({len(texts)} texts)")
-    assert min(batched, single) >= contract(variant)
+    assert min(batched, single) >= CONTRACT
 
 
 async def test_similarity_ranks_related_text_first(client):

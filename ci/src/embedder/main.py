@@ -19,16 +19,6 @@ from .toolchain import with_apt, with_uv
 
 
 @dagger.enum_type
-class Variant(enum.Enum):
-    """Which ONNX model the image serves."""
-
-    FP32 = "fp32"
-    """full precision (reference-exact)"""
-    INT8 = "int8"
-    """8-bit weights and int8 compute: faster, smaller, min cosine >= 0.99 against fp32"""
-
-
-@dagger.enum_type
 class Engine(enum.Enum):
     """Which inference engine the image ships (one; its model format only)."""
 
@@ -70,7 +60,6 @@ class Embedder:
         "https://download.pytorch.org/whl/cpu"
     )
     engine: Annotated[Engine, Doc("inference engine the image ships")] = Engine.OPENVINO
-    variant: Annotated[Variant, Doc("model variant the image serves (int8: ONNX Runtime only)")] = Variant.FP32
     registry_image: Annotated[str, Doc("registry image for the publish check")] = "registry:2"
     redis_image: Annotated[str, Doc("Redis image for the cache tests")] = "redis:7"
     source_date_epoch: Annotated[
@@ -87,7 +76,7 @@ class Embedder:
     @property
     def served(self) -> dict[str, str]:
         """What the image serves, as the service tests expect it (EMBEDDER_EXPECT_*)."""
-        return {"engine": self.engine.value, "variant": self.variant.value}
+        return {"engine": self.engine.value}
 
     def with_nonce(self, ctr: dagger.Container) -> dagger.Container:
         """With a nonce, in the environment of every step that makes image content, so that they run again
@@ -119,12 +108,8 @@ class Embedder:
     @function
     async def model(self) -> dagger.Directory:
         """The versioned model directory: pinned download (or --model-dir) checked against the model's lock,
-        ONNX fp32 + int8, each verified against sentence-transformers, embedding.json (what the service needs)."""
-        return await self.model_stage("both")
-
-    async def model_stage(self, variants: str) -> dagger.Directory:
-        """The model directory with ``variants`` (fp32, int8 or both) exported and verified: an image builds
-        the one it ships, so a model whose int8 misses the accuracy contract still builds for FP32."""
+        ONNX and OpenVINO IR (float16 weights), each verified against sentence-transformers on the check sentences
+        and the held-out texts, embedding.json (what the service needs); the image keeps its engine's graph."""
         # The exporter's toolchain (torch, ~5 GB) is a tool, not content: a nonce re-runs what comes after it.
         ctr = (await self.exporter()).with_(self.with_nonce)
         lock = await model_stage.require_lock(self.source, self.model_repo, self.model_revision)
@@ -133,7 +118,7 @@ class Embedder:
             ctr = model_stage.from_directory(ctr, lock, self.model_dir)
         else:
             ctr = model_stage.download(ctr, lock, self.hf_endpoint, self.hf_token)
-        return model_stage.build_model_dir(ctr, lock, variants)
+        return model_stage.build_model_dir(ctr, lock)
 
     async def exporter(self) -> dagger.Container:
         """torch, sentence-transformers and onnx (the export group; torch's CPU wheels from --torch-index-url)."""
@@ -172,14 +157,13 @@ class Embedder:
     async def base_inputs(self) -> dict[str, str]:
         """What the published base's content depends on (its content key is their hash)."""
         return await prebuilt.inputs(self.source, self.base_image, self.uv_image, self.model_repo,
-                                     self.model_revision, self.engine.value, self.variant.value)
+                                     self.model_revision, self.engine.value)
 
     async def runtime_base(self, epoch: int, found: dict[str, str]) -> dagger.Container:
         """Everything but app/: base OS, user, model, virtualenv and the runtime config, labelled with the content
         key of ``found`` (base_inputs()); its layers' file times are ``epoch``."""
         path = runtime.model_path(self.model_repo, self.model_revision)
-        runtime.check_flavour(self.engine.value, self.variant.value)
-        model = runtime.only_served(await self.model_stage(self.variant.value), self.engine.value, self.variant.value)
+        model = runtime.only_served(await self.model(), self.engine.value)
         venv = runtime.virtualenv(self.tools().with_(self.with_nonce), self.source, epoch, self.engine.value)
         ctr = dag.container().from_(self.base_image).with_directory(
             "/", runtime.layer(self.base(), "/", runtime.user_files(self.base(), epoch), epoch)
@@ -188,13 +172,11 @@ class Embedder:
         ctr = (
             ctr.with_label("io.embedder.model.repo", self.model_repo)
             .with_label("io.embedder.model.revision", self.model_revision)
-            .with_label("io.embedder.model.variant", self.variant.value)
             .with_label("io.embedder.engine", self.engine.value)
             .with_directory("/", runtime.layer(self.base(), path, model, epoch))
             .with_directory("/", runtime.layer(self.base(), runtime.VENV, venv, epoch,
                                                exclude=runtime.prune(self.engine.value)))
             .with_env_variable("EMBEDDER_MODEL_DIR", path)
-            .with_env_variable("EMBEDDER_VARIANT", self.variant.value)
             .with_env_variable("EMBEDDER_ENGINE", self.engine.value)
             .with_(runtime.with_runtime_config)
         )
@@ -207,7 +189,7 @@ class Embedder:
         for name, value in runtime.oci_labels(project, self.model_repo, revision, epoch).items():
             base = base.with_label(name, value)
         generator = release.generator(self.tools(), self.source).with_(self.with_nonce)
-        sbom = await release.sbom(generator, base, revision, epoch, self.engine.value, self.variant.value)
+        sbom = await release.sbom(generator, base, revision, epoch, self.engine.value)
         app = runtime.app_code(self.tools().with_(self.with_nonce), self.source)
         top = release.with_sbom(runtime.app_tree(app), sbom)
         return base.with_directory("/", runtime.layer(self.base(), "/", top, epoch)).with_label(
@@ -242,8 +224,7 @@ class Embedder:
         """tests/image/: user, healthcheck, labels, port, no compilers, no torch/nvidia/triton, size."""
         model = await self.model()
         if size_budget_mb is None:
-            size_budget_mb = runtime.size_budget_mb(await model.file("model.lock.json").contents(), self.engine.value,
-                                                    self.variant.value)
+            size_budget_mb = runtime.size_budget_mb(await model.file("model.lock.json").contents(), self.engine.value)
         ctr = testing.runner(self.tools(), self.source, model)
         return await testing.pytest(testing.with_image(ctr, await self.build(), size_budget_mb), "-s", "tests/image")
 
@@ -309,7 +290,7 @@ class Embedder:
     @dagger.check
     async def export_check(self) -> str:
         """tests/export/ where torch is: tiny models of every pooling mode, Dense layers, no token_type_ids and
-        prompts, exported and compared with sentence-transformers (fp32 within 1e-5, int8 min cosine 0.99)."""
+        prompts, exported and compared with sentence-transformers (ONNX within 1e-5, OpenVINO IR min cosine 0.9999)."""
         lock = await self.source.file("uv.lock").contents()
         ctr = anymodel.with_tests(await self.exporter(), self.source, lock)
         return await testing.pytest(ctr, "--noconftest", "-s", "tests/export")

@@ -115,9 +115,9 @@ def from_directory(ctr: dagger.Container, lock: str, local: dagger.Directory) ->
     )
 
 
-def build_model_dir(ctr: dagger.Container, lock: str, variant: str = "both") -> dagger.Directory:
+def build_model_dir(ctr: dagger.Container, lock: str) -> dagger.Directory:
     build = ["python", "-m", "app.export", "build", "--lock", lock, "--snapshot", SNAPSHOT, "--out", MODEL]
-    return ctr.with_exec([*build, "--variant", variant]).directory(MODEL)
+    return ctr.with_exec(build).directory(MODEL)
 
 
 def locker(tools: dagger.Container, source: dagger.Directory) -> dagger.Container:

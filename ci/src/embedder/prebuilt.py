@@ -58,7 +58,7 @@ async def resolved(image: str) -> str:
 
 
 async def inputs(source: dagger.Directory, base_image: str, uv_image: str, model_repo: str, model_revision: str,
-                 engine: str, variant: str) -> dict[str, str]:
+                 engine: str) -> dict[str, str]:
     """Everything the base's content depends on, each named as the refusal names it."""
     return {
         "uv.lock": sha256(await source.file("uv.lock").contents()),
@@ -69,7 +69,6 @@ async def inputs(source: dagger.Directory, base_image: str, uv_image: str, model
         "base image": await resolved(base_image),
         "uv image": await resolved(uv_image),
         "engine": engine,
-        "variant": variant,
         "recipe": RECIPE,
     }
 

@@ -20,8 +20,7 @@ def generator(tools: dagger.Container, source: dagger.Directory) -> dagger.Conta
     )
 
 
-async def sbom(generator: dagger.Container, image: dagger.Container, commit: str, epoch: int, engine: str,
-               variant: str):
+async def sbom(generator: dagger.Container, image: dagger.Container, commit: str, epoch: int, engine: str):
     """The SBOM of ``image`` (a File), validated against the CycloneDX schema as it is written."""
     model_dir, python, version = [
         await image.env_variable("EMBEDDER_MODEL_DIR"), await image.env_variable("PYTHON_VERSION"),
@@ -35,7 +34,7 @@ async def sbom(generator: dagger.Container, image: dagger.Container, commit: str
         .with_exec([
             "python", "-m", "release.sbom", "--rootfs", ROOTFS, "--uv-lock", "uv.lock", "--model-dir", model_dir,
             "--python-version", python, "--image-version", version, "--commit", commit, "--epoch", str(epoch),
-            "--engine", engine, "--variant", variant, "--out", out,
+            "--engine", engine, "--out", out,
         ])
         .file(out)
     )

@@ -135,7 +135,7 @@ def with_tarballs(ctr: dagger.Container, env: str, *images: dagger.Container) ->
 
 
 def with_service(ctr: dagger.Container, image: dagger.Container, served: dict[str, str]) -> dagger.Container:
-    """The image as a service bound to ``ctr``; ``served`` (engine, variant) as EMBEDDER_EXPECT_ENGINE/_VARIANT."""
+    """The image as a service bound to ``ctr``; ``served`` ({"engine": …}) as EMBEDDER_EXPECT_ENGINE."""
     ctr = ctr.with_service_binding(SERVICE_ALIAS, image.as_service(use_entrypoint=True))
     for name, value in served.items():
         ctr = ctr.with_env_variable(f"EMBEDDER_EXPECT_{name.upper()}", value)
