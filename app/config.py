@@ -38,12 +38,12 @@ class Settings(BaseSettings):
     host: str = Field("0.0.0.0", min_length=1, description="Interface uvicorn binds to.")
     port: int = Field(8000, ge=1, le=65535, description="TCP port uvicorn listens on.")
     model_dir: Path = Field(Path("/model"), description="Exported model directory (read-only).")
-    max_batch: int = Field(32, ge=1, le=1024, description="Most texts in one ONNX Runtime call.")
+    max_batch: int = Field(32, ge=1, le=1024, description="Most texts in one engine call.")
     max_batch_tokens: int = Field(
         1024,
         ge=1,
         le=1_048_576,
-        description="Most padded tokens (texts x longest text) in one ONNX Runtime call; bounds its memory.",
+        description="Most padded tokens (texts x longest text) in one engine call; bounds its memory.",
     )
     max_queued_texts: int = Field(
         1024, ge=1, description="Most texts admitted (queued or running) at once; past it, 503 + Retry-After."
@@ -69,7 +69,7 @@ class Settings(BaseSettings):
     call_overhead_tokens: float | None = Field(
         None,
         ge=0,
-        description="Fixed cost of one ORT call in padded tokens, for grouping texts into calls; "
+        description="Fixed cost of one engine call in padded tokens, for grouping texts into calls; "
         "unset = measured at start (docs/scheduling.md).",
     )
     max_wait_ms: float = Field(
@@ -81,7 +81,7 @@ class Settings(BaseSettings):
         0,
         ge=0,
         le=256,
-        description="ORT calls run at once on one session; 0 = usable CPUs + 1 (docs/scheduling.md, Threads).",
+        description="Engine calls run at once on the one model; 0 = usable CPUs + 1 (docs/scheduling.md, Threads).",
     )
     engine: Literal["openvino", "onnxruntime"] = Field(
         "openvino", description="Inference engine; an image has one (docs/settings.md, Engines)."
@@ -91,7 +91,7 @@ class Settings(BaseSettings):
         description="OpenVINO's precision: auto = bf16 where the CPU runs it natively, else f32 (ONNX Runtime: f32).",
     )
     intra_op_threads: int = Field(
-        1, ge=0, le=256, description="ORT threads per call, 0 = ORT default (all cores; docs/scheduling.md, Threads)."
+        1, ge=0, le=256, description="Threads per call (OpenVINO: per stream), 0 = all usable cores (docs/scheduling.md, Threads)."
     )
     inter_op_threads: int = Field(1, ge=0, le=256, description="ORT inter-op threads, 0 = ORT default.")
     ort_spinning: bool = Field(
@@ -212,7 +212,7 @@ class Settings(BaseSettings):
 
     @cached_property
     def call_workers(self) -> int:
-        """ORT calls run at once: EMBEDDER_WORKERS, or one per usable CPU (affinity and cgroup
+        """Engine calls run at once: EMBEDDER_WORKERS, or one per usable CPU (affinity and cgroup
         quota, app.cpus) plus one (a call's Python part and the event loop leave gaps that the
         extra call fills; docs/scheduling.md, Threads). Read once: the cgroup files are not re-read per use."""
         return self.workers or cpu_budget().cpus + 1

@@ -65,17 +65,17 @@ class Metrics:
         )
         self.in_flight = Gauge("embedder_http_requests_in_flight", "HTTP requests being served.", registry=r)
         self.batch_size = Histogram(
-            "embedder_batch_size", "Texts per ONNX Runtime call.", buckets=BATCH_BUCKETS, registry=r
+            "embedder_batch_size", "Texts per engine call.", buckets=BATCH_BUCKETS, registry=r
         )
         self.batch_requests = Histogram(
             "embedder_batch_requests",
-            "Requests sharing one ONNX Runtime call.",
+            "Requests sharing one engine call.",
             buckets=BATCH_BUCKETS,
             registry=r,
         )
         self.inference = Histogram(
             "embedder_inference_seconds",
-            "Seconds per ONNX Runtime call.",
+            "Seconds per engine call.",
             buckets=LATENCY_BUCKETS,
             registry=r,
         )
@@ -92,7 +92,7 @@ class Metrics:
         )
         self.batch_tokens = Histogram(
             "embedder_batch_padded_tokens",
-            "Padded tokens (texts x longest) per ONNX Runtime call.",
+            "Padded tokens (texts x longest) per engine call.",
             buckets=TOKEN_BUCKETS,
             registry=r,
         )
@@ -125,7 +125,7 @@ class Metrics:
             Gauge(
                 f"embedder_memory_{what}_bytes", f"Container memory {what} (cgroup), NaN when not known.", registry=r
             ).set_function(functools.partial(memory.read, what))
-        self._rate: float | None = None  # padded tokens per second of ORT, moving average
+        self._rate: float | None = None  # padded tokens per second of the engine, moving average
 
     def watch_queue(self, service: object) -> None:
         """Gauges read from the service at scrape time: the scheduler queue and admitted work."""
@@ -135,10 +135,10 @@ class Metrics:
 
         admission = service.admission  # type: ignore[attr-defined]
         gauges = {
-            "embedder_queue_texts": ("Texts waiting for an ONNX Runtime call.", batcher_value("queued_texts")),
-            "embedder_queue_tokens": ("Tokens waiting for an ONNX Runtime call.", batcher_value("queued_tokens")),
+            "embedder_queue_texts": ("Texts waiting for an engine call.", batcher_value("queued_texts")),
+            "embedder_queue_tokens": ("Tokens waiting for an engine call.", batcher_value("queued_tokens")),
             "embedder_running_padded_tokens": (
-                "Padded tokens of the ONNX Runtime call running now.",
+                "Padded tokens of the engine call running now.",
                 batcher_value("in_flight_tokens"),
             ),
             "embedder_admitted_texts": ("Texts admitted and not yet answered.", lambda: admission.texts),

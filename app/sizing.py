@@ -3,7 +3,8 @@
 Peak RSS of the service is the sum of four parts (docs/scheduling.md, "Memory"):
 
 * **runtime**: Python, FastAPI, MCP, tokenizers and ONNX Runtime's code, without a model;
-* **weights**: the ONNX file as loaded (ORT keeps the initializers, some pre-packed);
+* **weights**: the graph as loaded (ORT keeps the initializers, some pre-packed; OpenVINO's IR counts its
+  float16-stored weights at float32 size);
 * **calls**: the activations of the largest ONNX Runtime calls, ``EMBEDDER_WORKERS`` of them
   at once. ORT's arena grows to the peak of the largest calls and keeps it. Per padded token, the live tensors of one encoder layer
   are a few copies of the hidden state, of the feed-forward activations and of one row of
@@ -79,8 +80,20 @@ class ModelShape:
             intermediate=_first(config, FFN_KEYS) or 4 * hidden,
             heads=_first(config, HEADS_KEYS) or 1,
             max_seq_length=meta.max_seq_length,
-            graph_bytes=sum((settings.model_dir / name).stat().st_size for name in settings.graph_files),
+            graph_bytes=graph_bytes(settings),
         )
+
+
+def graph_bytes(settings: Settings) -> int:
+    """The graph's weights as the engine holds them: its files' size, and twice the IR's .bin when the model stage
+    stored float16 weights (model.lock.json, verification), which the CPU plugin may widen to float32."""
+    total = sum((settings.model_dir / name).stat().st_size for name in settings.graph_files)
+    if settings.graph_path.suffix == ".xml":
+        lock = json.loads((settings.model_dir / "model.lock.json").read_text(encoding="utf-8"))
+        rel = settings.graph_path.relative_to(settings.model_dir).as_posix()
+        if lock.get("verification", {}).get(rel, {}).get("weights") == "f16":
+            total += settings.graph_path.with_suffix(".bin").stat().st_size
+    return total
 
 
 def _first(config: dict, keys: tuple[str, ...]) -> int | None:

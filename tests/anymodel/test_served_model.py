@@ -55,7 +55,13 @@ def test_vectors_match_sentence_transformers(client):
     assert got.shape == (len(reference["sentences"]), 24)
     # No Normalize module: the service returns the raw vectors; their directions are sentence-transformers'.
     assert not np.allclose(np.linalg.norm(got, axis=1), 1.0)
-    np.testing.assert_allclose(unit(got), np.asarray(reference["embeddings"]), atol=1e-5)
+    want = np.asarray(reference["embeddings"])
+    engine = client.get("/ready").json()["engine"]
+    if engine["engine"] == "onnxruntime":
+        np.testing.assert_allclose(unit(got), want, atol=1e-5)
+    cosine = (unit(got) * want).sum(axis=1).min()
+    print(f"\n{engine['engine']} {engine['precision']}: min cosine {cosine:.6f}")
+    assert cosine >= 0.9999  # the contract, at the precision the start check let it serve
 
 
 def test_prompt_name_prepends_the_models_prompt(client):
