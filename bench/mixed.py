@@ -45,7 +45,7 @@ import httpx
 import numpy as np
 
 from bench import wrk
-from bench.service import ROOT, cpu_seconds, engine_embedder, model_dir, sentences, service
+from bench.service import ENGINES, ROOT, cpu_seconds, engine_embedder, model_dir, sentences, service
 
 MODEL = "sentence-transformers/all-MiniLM-L6-v2"
 CLASSES = {"s": ("short", 8, 32), "p": ("passage", 128, 256)}
@@ -270,7 +270,7 @@ def main(argv: list[str] | None = None) -> int:
     (tokenizer := EmbeddingModel(Settings(model_dir=path))).load()
     pools = build_pools(tokenizer, args.pool, seed=1)
     current_env = dict(kv.split("=", 1) for kv in args.env)
-    embed = engine_embedder(path, current_env.get("EMBEDDER_ENGINE", "openvino"))
+    embed = engine_embedder(path, current_env.get("EMBEDDER_ENGINE", ENGINES[0]))
     shares = {m: parse_mix(m) for m in mixes}
     batches = {m: ideal_batches(pools, a, b, b * math.ceil(args.ideal_texts / b), args.batch_tokens, args.batch)
                for m, (a, b) in shares.items()}

@@ -24,8 +24,9 @@ from app.engine.precision import choose
 
 #: Compiled kernels the CPU plugin keeps per input shape. Its default (5000) grows the process by ~1 GB under
 #: traffic of many (batch, length) shapes, which every padded batch is; without it the peak stays near ONNX
-#: Runtime's (in-process, 300 mixed shapes on 3 threads: 1086 MB by default, 444 MB at 0, 470 MB at 20) and
-#: repeated shapes ran no slower (docs/settings.md, Engines).
+#: Runtime's (in-process, 300 mixed shapes on 3 threads: 1086 MB by default, 444 MB at 0, 470 MB at 20). The
+#: price is throughput: each call sets its kernels up again (in-process, 90 % short calls: bf16 411 texts/s at
+#: 0 against 521 by default, f32 220 against 310; docs/benchmarks.md, Against TEI).
 RUNTIME_CACHE_CAPACITY = 0
 
 
@@ -57,7 +58,8 @@ class OpenVino:
             "INFERENCE_NUM_THREADS": str(threads), "CPU_RUNTIME_CACHE_CAPACITY": str(RUNTIME_CACHE_CAPACITY),
         })
         return cls(compiled, {"engine": cls.name, "version": ov.get_version(), "precision": precision,
-                              "cpu_bf16": "BF16" in capabilities, "cpu_capabilities": ",".join(capabilities), "streams": streams, "threads": threads})
+                              "cpu_bf16": "BF16" in capabilities, "cpu_capabilities": ",".join(capabilities),
+                              "streams": streams, "threads": threads})
 
     def run(self, feed: Mapping[str, np.ndarray]) -> np.ndarray:
         request = getattr(self._local, "request", None)

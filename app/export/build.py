@@ -69,12 +69,12 @@ def build(snapshot: Path, out: Path, upstream: Lock) -> dict:
 def verified(work: Path, rel: str, meta: EmbeddingMeta, reference, heldout, precision: str = "f32") -> dict:
     """The graph's min cosine to sentence-transformers on the check sentences and on the held-out texts;
     VerificationFailed below its threshold."""
-    threshold = THRESHOLD
-    cos = verify.min_cosine(work / rel, work / TOKENIZER, reference, meta, precision=precision)
-    held = verify.min_cosine(work / rel, work / TOKENIZER, heldout, meta, verify.HELDOUT, precision)
-    print(f"{rel} ({precision}): min cosine {cos:.6f}, held-out {held:.6f} (threshold {threshold})", flush=True)
-    verify.check(f"{rel} ({precision})", min(cos, held), threshold)
-    return {"min_cosine": round(cos, 6), "heldout_min_cosine": round(held, 6), "threshold": threshold}
+    run = verify.runner(work / rel, work / TOKENIZER, meta, precision)  # loaded once for both text sets
+    cos = verify.runner_min_cosine(run, meta, reference)
+    held = verify.runner_min_cosine(run, meta, heldout, verify.HELDOUT)
+    print(f"{rel} ({precision}): min cosine {cos:.6f}, held-out {held:.6f} (threshold {THRESHOLD})", flush=True)
+    verify.check(f"{rel} ({precision})", min(cos, held), THRESHOLD)
+    return {"min_cosine": round(cos, 6), "heldout_min_cosine": round(held, 6), "threshold": THRESHOLD}
 
 
 def openvino_graph(work: Path, meta: EmbeddingMeta, reference, heldout) -> dict:

@@ -86,7 +86,12 @@ def runner(model: Path, tokenizer: Path, meta: EmbeddingMeta, precision: str = "
 def min_cosine(model: Path, tokenizer: Path, reference: np.ndarray, meta: EmbeddingMeta,
                texts: list[str] = SENTENCES, precision: str = "f32", batch: int = 32) -> float:
     """Lowest cosine to the (normalized) reference of ``texts``, one at a time and in padded batches."""
-    run = runner(model, tokenizer, meta, precision)
+    return runner_min_cosine(runner(model, tokenizer, meta, precision), meta, reference, texts, batch)
+
+
+def runner_min_cosine(run: Callable[[list[str]], np.ndarray], meta: EmbeddingMeta, reference: np.ndarray,
+                      texts: list[str] = SENTENCES, batch: int = 32) -> float:
+    """min_cosine with a runner already loaded (one load for several text sets)."""
     prompted = [default_prompt(meta) + s for s in texts]
     got = np.vstack([*(run(prompted[i:i + batch]) for i in range(0, len(prompted), batch)),
                      *(run([t]) for t in prompted)])
