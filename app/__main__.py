@@ -39,10 +39,15 @@ def main() -> int:
         print(message, file=sys.stderr)
         return 2
 
-    from app.main import create_app
-
     try:
-        app = create_app(settings)
+        # The model starts on threads now, while the web stack imports (app.startup).
+        from app.startup import begin
+
+        configure_logging(settings.log_level)
+        started = begin(settings)
+        from app.main import create_app
+
+        app = create_app(settings, started)
     except Exception as exc:  # e.g. an unreadable model.lock.json
         message = f"cannot start: {type(exc).__name__}: {exc}"
         logging.getLogger("app").exception(message, extra={"event": "startup_failed"})

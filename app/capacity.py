@@ -7,7 +7,6 @@ the machine, the model and the thread settings, so they are measured once, befor
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import math
 import time
@@ -26,7 +25,7 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class CostModel:
-    tokens_per_second: float  # of one call while every worker runs one
+    tokens_per_second: float  # of one call while the engine runs as many as it can at once
     overhead_tokens: float  # a call's fixed cost, in padded tokens
 
 
@@ -46,33 +45,34 @@ def check_capacity(settings: Settings, max_seq_length: int) -> None:
         )
 
 
-async def calibrate(model: EmbeddingModel, settings: Settings, executor: Executor) -> CostModel:
-    """Measure the cost model on this machine and model.
+def calibrate(model: EmbeddingModel, settings: Settings, executor: Executor) -> CostModel:
+    """Measure the cost model on this machine and model, on the threads that will serve (``executor``).
 
-    * Rate: one full call per worker at once (max-length texts up to the call budget), which also
-      grows ORT's arena to its peak now rather than under load. The median call time gives padded
-      tokens per second of one call while every worker is busy (a little low: the arena's first
-      growth is in it), for drain estimates (x workers).
+    * Rate: one full call (max-length texts up to the call budget) for each call the engine runs at
+      once, side by side, which also grows the engine's memory to its peak now, so that a memory limit too small for
+      the worst admitted load fails at start rather than under load. The median call time gives padded
+      tokens per second of one call while every worker is busy (a little low: the first growth is in
+      it), for drain estimates (x calls at once); traffic refines it (app.metrics).
     * Call overhead (unless EMBEDDER_CALL_OVERHEAD_TOKENS sets it): a call of one short text against
       one of many such texts; the difference gives the cost per token, and the one-text call's time
       beyond its tokens is the fixed cost of a call, in tokens. Medians of a few runs: start-up is noisy.
     """
     s, limit = settings, model.info.max_seq_length
-    loop = asyncio.get_running_loop()
 
-    def timed(batch: list[list[int]]) -> asyncio.Future[float]:
-        return loop.run_in_executor(executor, _time, model, batch)
+    def timed(batch: list[list[int]]) -> float:
+        return executor.submit(_time, model, batch).result()
 
     ids = model.tokenize(["calibration " * limit]).ids[0]
     full = [ids] * max(1, min(s.max_batch, s.max_batch_tokens // len(ids)))
-    times = await asyncio.gather(*(timed(full) for _ in range(s.call_workers)))
+    at_once = model.engine.calls_at_once
+    times = list(executor.map(_time, [model] * at_once, [full] * at_once))
     rate = len(full) * len(ids) / median(times)
     overhead = s.call_overhead_tokens
     if overhead is None:
         short = model.tokenize(["calibration " * 30]).ids[0][: min(32, limit)]
         many = [short] * max(2, min(s.max_batch, s.max_batch_tokens // len(short), 16))
-        one = median([await timed([short]) for _ in range(3)])
-        all_ = median([await timed(many) for _ in range(2)])
+        one = median([timed([short]) for _ in range(3)])
+        all_ = median([timed(many) for _ in range(2)])
         per_token = max(all_ - one, 1e-9) / ((len(many) - 1) * len(short))
         overhead = max(0.0, one / per_token - len(short))
     return CostModel(rate, overhead)

@@ -1,9 +1,9 @@
 """MCP server (official `mcp` SDK): tools ``embed`` and ``similarity`` over streamable HTTP.
 
-Mounted at ``/mcp`` in the FastAPI app; stateless with JSON responses, so every tool
+Served at ``/mcp`` by app.mcp_mount, which imports this module off the start-up's critical path; stateless with JSON responses, so every tool
 call is one POST and nothing long-lived blocks a graceful shutdown. The tools go
 through the same ``EmbeddingService`` (limits, batcher) as the HTTP routes. The
-session manager must run inside the app lifespan (see ``app.main``).
+session manager runs in a task of app.mcp_mount's.
 """
 
 from __future__ import annotations
@@ -14,14 +14,12 @@ from mcp.server import MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
 from mcp.server.streamable_http_manager import StreamableHTTPASGIApp
 from pydantic import BaseModel, Field
-from starlette.routing import Route
 
 from app.embedding_meta import EmbeddingMeta
 from app.errors import ServiceError
+from app.mcp_mount import MCP_PATH
 from app.schemas import check_texts
 from app.service import EmbeddingService
-
-MCP_PATH = "/mcp"
 
 
 class EmbedToolResult(BaseModel):
@@ -52,8 +50,8 @@ def _prompts_note(meta: EmbeddingMeta) -> str:
     return f"Prompts (embed's prompt_name): {names}{default}. "
 
 
-def build_mcp(service: EmbeddingService) -> tuple[MCPServer, Route]:
-    """The MCP server and the ``/mcp`` route serving it (its session manager not yet run)."""
+def build_mcp(service: EmbeddingService) -> tuple[MCPServer, StreamableHTTPASGIApp]:
+    """The MCP server and the ASGI app that serves it at ``/mcp`` (its session manager not yet run)."""
     info, meta = service.info, service.info.meta
     prompts = _prompts_note(meta)
     mcp = MCPServer(
@@ -124,5 +122,4 @@ def build_mcp(service: EmbeddingService) -> tuple[MCPServer, Route]:
         json_response=True,
         host=service.settings.host,
     )
-    route = Route(MCP_PATH, endpoint=StreamableHTTPASGIApp(mcp.session_manager))
-    return mcp, route
+    return mcp, StreamableHTTPASGIApp(mcp.session_manager)

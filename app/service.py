@@ -11,22 +11,27 @@ import gc
 import logging
 import time
 from collections.abc import Sequence
+from collections.abc import Awaitable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
 
-from app import startcheck
+from typing import TYPE_CHECKING
+
+from app import startcheck, startup
 from app.admission import Admission, Ticket
 from app.batching import Batcher, BatcherClosed
-from app.cache import EmbeddingCache, model_key
-from app.capacity import calibrate, check_capacity, log_capacity
+from app.capacity import check_capacity, log_capacity
 from app.config import Settings, for_model
 from app.errors import InputTooLarge, InvalidInput, ModelNotFound, NotReady
 from app.metrics import Metrics
 from app.model import EmbeddingModel, Tokenized
 from app.prompts import prompt_text
 from app.scheduler import Policy
+
+if TYPE_CHECKING:
+    from app.cache import EmbeddingCache
 
 log = logging.getLogger(__name__)
 
@@ -46,13 +51,15 @@ def normalize_rows(vectors: np.ndarray) -> np.ndarray:
 
 
 class EmbeddingService:
-    def __init__(self, settings: Settings, metrics: Metrics) -> None:
+    def __init__(self, settings: Settings, metrics: Metrics, started: startup.Startup | None = None) -> None:
+        """``started``: the model's start-up job when ``python -m app`` began it already (app.startup)."""
         self.metrics = metrics
-        self.model = EmbeddingModel(settings)
+        self._startup = started
+        self.model = started.model if started is not None else EmbeddingModel(settings)
         self.info = self.model.info
         self.settings = settings = for_model(settings, self.info.max_seq_length)
         self.status = "starting"
-        self.reason: str | None = "model not loaded yet"
+        self._reason: str | None = "model not loaded yet"
         self.accuracy: dict | None = None  # the start check's figure (app.startcheck)
         self._executor: ThreadPoolExecutor | None = None
         self.batcher: Batcher | None = None
@@ -72,6 +79,8 @@ class EmbeddingService:
         url = s.cache_url.get_secret_value()
         if not url:
             return None
+        from app.cache import EmbeddingCache  # redis is imported only when a cache is configured
+
         return EmbeddingCache(
             url,
             password=s.redis_password,
@@ -83,6 +92,8 @@ class EmbeddingService:
         )
 
     def _model_key(self, precision: str) -> str:
+        from app.cache import model_key
+
         s, files = self.settings, self.info.files
         graph = "+".join(files[name]["sha256"] for name in s.graph_files)
         return model_key(graph, files["tokenizer.json"]["sha256"], self.info.max_seq_length, s.engine, precision)
@@ -92,28 +103,36 @@ class EmbeddingService:
     def ready(self) -> bool:
         return self.status == "ready"
 
-    async def start(self) -> None:
-        """Load the model and run one warm-up inference on the inference thread."""
-        loop = asyncio.get_running_loop()
-        self._executor = ThreadPoolExecutor(max_workers=self.settings.call_workers, thread_name_prefix="ort")
-        self.status, self.reason = "loading", "model loading"
+    @property
+    def reason(self) -> str | None:
+        """Why /ready is not 200 (None when ready)."""
+        if self.status == "loading" and self._startup is not None and not self._startup.result.done():
+            return self._startup.phase
+        return self._reason
+
+    async def start(self, gates: Sequence[tuple[str, Awaitable[object]]] = ()) -> None:
+        """Finish the model's start-up job (app.startup; begun here unless ``python -m app`` began it), then
+        wait for each gate (what else /ready promises, e.g. the MCP server; its reason while it is awaited)."""
+        self.status, self._reason = "loading", "model loading"
         started = time.perf_counter()
         try:
-            await loop.run_in_executor(self._executor, self.model.load)
-            self.reason = "warm-up inference running"
-            await loop.run_in_executor(self._executor, self.model.warm_up)
-            self.reason = "accuracy check running"
-            s = self.settings
-            self.accuracy = await loop.run_in_executor(
-                self._executor, startcheck.run, self.model, s.precision, log)
+            if self._startup is None:
+                self._startup = startup.begin(self.settings, self.model)
+            self._executor = self._startup.executor
+            prepared: startup.Prepared = await asyncio.wrap_future(self._startup.result)
+            self.accuracy = prepared.accuracy
             if self.cache is not None:  # the precision is final: key the cache by it
                 self.cache.rekey(self._model_key(self.accuracy["precision"]))
-            cost = await calibrate(self.model, self.settings, self._executor)
+            cost = prepared.cost
             self.metrics.seed_rate(cost.tokens_per_second)
+            for reason, gate in gates:
+                self._reason = reason
+                await gate
         except Exception as exc:
-            failed = "accuracy check failed" if isinstance(exc, startcheck.StartCheckFailed) else "model failed to load"
-            self.status, self.reason = "failed", f"{failed}: {exc}"
-            log.exception("model load failed", extra={"model_dir": str(self.settings.model_dir)})
+            failed = "accuracy check failed" if isinstance(exc, startcheck.StartCheckFailed) else (
+                "model failed to load" if self._reason == "model loading" else "start-up failed")
+            self.status, self._reason = "failed", f"{failed}: {exc}"
+            log.exception("start-up failed", extra={"model_dir": str(self.settings.model_dir)})
             return
         policy = Policy(
             max_texts=self.settings.max_batch,
@@ -134,7 +153,7 @@ class EmbeddingService:
         # scans (they took ~25 % of the event loop's time under load; bench.mixed, docs/benchmarks.md).
         gc.collect()
         gc.freeze()
-        self.status, self.reason = "ready", None
+        self.status, self._reason = "ready", None
         self.metrics.ready.set(1)
         identity = self.engine_identity() or {}
         self.metrics.engine_info.info({k: str(v) for k, v in identity.items()})
@@ -151,11 +170,11 @@ class EmbeddingService:
     def begin_shutdown(self) -> None:
         """SIGTERM arrived: /ready says 503 so load balancers stop routing here; serving goes on."""
         if self.status == "ready":
-            self.status, self.reason = "draining", "shutting down: stop routing here; in-flight work completes"
+            self.status, self._reason = "draining", "shutting down: stop routing here; in-flight work completes"
             self.metrics.ready.set(0)
 
     async def stop(self) -> None:
-        self.status, self.reason = "stopping", "service is shutting down"
+        self.status, self._reason = "stopping", "service is shutting down"
         self.metrics.ready.set(0)
         if self.batcher is not None:
             await self.batcher.stop()
@@ -212,9 +231,11 @@ class EmbeddingService:
                 )
 
     def _drain_seconds(self, tokens: int) -> float:
-        """Seconds the workers need for ``tokens`` padded tokens, at the rate measured so far."""
+        """Seconds the engine needs for ``tokens`` padded tokens, at the rate of one call measured so far, with
+        as many calls at once as it runs."""
         rate = self.metrics.tokens_per_second()
-        return tokens / (rate * self.settings.call_workers) if rate else 1.0
+        at_once = self.model.engine.calls_at_once if self.model.loaded else self.settings.call_workers
+        return tokens / (rate * at_once) if rate else 1.0
 
     def _admit(self, texts: Sequence[str]) -> Ticket:
         """Reserve admission for texts: tokens bounded by characters + 2 until tokenized."""

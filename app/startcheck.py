@@ -48,11 +48,11 @@ def read(model_dir: Path) -> tuple[list[str], np.ndarray]:
 BATCH_CHARS = 200
 
 
-def min_cosine(embed, texts: list[str], vectors: np.ndarray) -> float:
+def min_cosine(embed, texts: list[str], vectors: np.ndarray, map_=map) -> float:
     """Lowest cosine of ``embed`` (texts -> vectors) to ``vectors``: each text alone, and the short ones
-    (< BATCH_CHARS) in one padded batch."""
+    (< BATCH_CHARS) in one padded batch. ``map_`` runs the calls (an executor's map runs them side by side)."""
     short = [i for i, t in enumerate(texts) if len(t) < BATCH_CHARS]
-    got = np.vstack([*(embed([t]) for t in texts), embed([texts[i] for i in short])])
+    got = np.vstack(list(map_(embed, [*([t] for t in texts), [texts[i] for i in short]])))
     want = np.vstack([vectors, vectors[short]])
     got = got / np.linalg.norm(got, axis=1, keepdims=True)
     want = want / np.linalg.norm(want, axis=1, keepdims=True)
@@ -85,13 +85,14 @@ class StartCheckFailed(RuntimeError):
     """The engine's vectors do not meet the contract at any precision it may serve."""
 
 
-def run(model, setting: str, log) -> dict:
+def run(model, setting: str, log, map_=map) -> dict:
     """Check ``model`` (an app.model.EmbeddingModel, loaded) against its directory's reference; fall back to
-    f32 when the policy says so. Returns what /ready reports; StartCheckFailed when it may not serve."""
+    f32 when the policy says so. Returns what /ready reports; StartCheckFailed when it may not serve.
+    ``map_`` runs the engine calls (see min_cosine)."""
     texts, vectors = read(model.settings.model_dir)
     while True:
         precision = model.engine.describe().get("precision", "f32")
-        cosine = min_cosine(model.embed, texts, vectors)
+        cosine = min_cosine(model.embed, texts, vectors, map_)
         verdict = decide(setting, precision, cosine, len(texts))
         figure = {"precision": precision, "min_cosine": round(cosine, 6), "texts": len(texts)}
         if verdict.action == "fallback":

@@ -20,6 +20,8 @@ from app.embedding_meta import EmbeddingMeta
 
 class Engine(Protocol):
     name: str
+    #: Calls that run side by side (more wait for one): the start-up grows each one's memory to its peak.
+    calls_at_once: int
 
     def run(self, feed: Mapping[str, np.ndarray]) -> np.ndarray:
         """One call: the graph's inputs in, [batch, dimensions] float32 out."""

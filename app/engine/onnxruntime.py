@@ -18,6 +18,7 @@ class OnnxRuntime:
     def __init__(self, session, settings: Settings) -> None:
         self._session = session
         self._settings = settings
+        self.calls_at_once = settings.call_workers  # one session, run by every call worker
 
     @classmethod
     def load(cls, settings: Settings, graph: Path, meta: EmbeddingMeta) -> OnnxRuntime:

@@ -1,4 +1,4 @@
-"""OpenVINO Runtime on the CPU: one compiled model, one infer request per calling thread.
+"""OpenVINO Runtime on the CPU: one compiled model, one infer request per stream, lent to one call at a time.
 
 Precision comes from app.engine.precision (bf16 where the CPU runs it natively). Threads follow the
 scheduler's call workers as ONNX Runtime's do: one stream per call that runs at once, at most one per usable
@@ -9,7 +9,7 @@ can have every core.
 
 from __future__ import annotations
 
-import threading
+import queue
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -36,8 +36,13 @@ class OpenVino:
     def __init__(self, compiled, description: dict) -> None:
         self._compiled = compiled
         self._output = compiled.output(OUTPUT_NAME)
-        self._local = threading.local()
+        # One request per stream: a request keeps the memory of the largest call it ran, so more requests than
+        # streams would only add memory (a call beyond the streams waits for one either way).
+        self._requests: queue.SimpleQueue = queue.SimpleQueue()
+        for _ in range(description["streams"]):
+            self._requests.put(compiled.create_infer_request())
         self._description = description
+        self.calls_at_once = description["streams"]
 
     @classmethod
     def load(cls, settings: Settings, graph: Path, meta: EmbeddingMeta) -> OpenVino:
@@ -62,11 +67,12 @@ class OpenVino:
                               "streams": streams, "threads": threads})
 
     def run(self, feed: Mapping[str, np.ndarray]) -> np.ndarray:
-        request = getattr(self._local, "request", None)
-        if request is None:
-            request = self._local.request = self._compiled.create_infer_request()
-        out = request.infer(dict(feed))[self._output]
-        return np.array(out, dtype=np.float32)  # a copy: the request reuses its output tensor
+        request = self._requests.get()
+        try:
+            out = request.infer(dict(feed))[self._output]
+            return np.array(out, dtype=np.float32)  # a copy: the request reuses its output tensor
+        finally:
+            self._requests.put(request)
 
     def describe(self) -> dict:
         return dict(self._description)

@@ -1,0 +1,69 @@
+"""Start-up: what the web stack imports, and what /ready waits for besides the model (app.startup,
+app.mcp_mount)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+import sys
+import threading
+
+import httpx
+import pytest
+from mcp import Client
+from svc_support import ROOT, lifespan_running, make_settings, wait_until_ready
+
+import app.mcp_mount
+from app.main import create_app
+
+
+def test_the_web_stack_imports_neither_redis_nor_the_mcp_sdk(model_dir):
+    """Both cost start-up time: redis loads only with a cache URL, the MCP SDK on a thread once serving."""
+    code = (
+        "import json, sys\n"
+        "from app.config import Settings\n"
+        "from app.main import create_app\n"
+        f"create_app(Settings(model_dir={str(model_dir)!r}))\n"
+        "print(json.dumps([m for m in ('redis', 'mcp', 'openvino', 'onnxruntime') if m in sys.modules]))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
+    assert json.loads(out.stdout.splitlines()[-1]) == []
+
+
+async def test_ready_waits_for_the_mcp_server_then_mcp_answers(model_dir, monkeypatch):
+    release = threading.Event()
+    build = app.mcp_mount._build
+
+    def slow_build(service):
+        assert release.wait(60)
+        return build(service)
+
+    monkeypatch.setattr(app.mcp_mount, "_build", slow_build)
+    application = create_app(make_settings(model_dir))
+    async with lifespan_running(application):
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=application), base_url="http://t") as c:
+            while (body := (await c.get("/ready")).json())["reason"] != "MCP server loading":
+                assert body["status"] in ("starting", "loading"), body
+                await asyncio.sleep(0.02)
+            assert (await c.get("/health")).status_code == 200
+            release.set()
+            await wait_until_ready(c)
+        async with Client(application.state.mcp) as mcp:
+            tools = {t.name for t in (await mcp.list_tools()).tools}
+    assert {"embed", "similarity"} <= tools
+
+
+async def test_an_mcp_server_that_fails_to_load_keeps_ready_503_with_the_reason(model_dir, monkeypatch):
+    def broken(service):
+        raise ImportError("No module named 'mcp.server'")
+
+    monkeypatch.setattr(app.mcp_mount, "_build", broken)
+    application = create_app(make_settings(model_dir))
+    async with lifespan_running(application):
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=application), base_url="http://t") as c:
+            with pytest.raises(AssertionError, match="MCP server failed to load"):
+                await wait_until_ready(c, timeout=60)
+            r = await c.get("/ready")
+            assert r.status_code == 503 and r.json()["status"] == "failed"
+            assert (await c.get("/health")).status_code == 200
