@@ -4,7 +4,8 @@ Peak RSS of the service is the sum of four parts (docs/scheduling.md, "Memory"):
 
 * **runtime**: Python, FastAPI, MCP, tokenizers and ONNX Runtime's code, without a model;
 * **weights**: the graph as loaded (ORT keeps the initializers, some pre-packed; OpenVINO's IR counts its
-  float16-stored weights at float32 size);
+  float16-stored weights at float32 size), plus, for OpenVINO's wide lane (app.engine.openvino), the second
+  compiled model's copy: :data:`WIDE_LANE_WEIGHTS` of that;
 * **calls**: the activations of the largest ONNX Runtime calls, ``EMBEDDER_WORKERS`` of them
   at once. ORT's arena grows to the peak of the largest calls and keeps it. Per padded token, the live tensors of one encoder layer
   are a few copies of the hidden state, of the feed-forward activations and of one row of
@@ -32,6 +33,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from app.config import Settings, describe_settings_error, for_model
+from app.cpus import cpu_budget
 from app.embedding_meta import EmbeddingMeta, EmbeddingMetaError
 
 MB = 1 << 20
@@ -41,6 +43,9 @@ RUNTIME_BYTES = 160 * MB
 ARENA_BASE_BYTES = 48 * MB
 #: RSS per byte of ONNX file once loaded (initializers + pre-packed copies; measured).
 WEIGHTS_FACTOR = 1.1
+#: OpenVINO's second compiled model (the wide lane), per byte of graph at float32 size (measured in-process on
+#: all-MiniLM-L6-v2: +50 MB at f32, +30 MB at bf16, for 90 MB).
+WIDE_LANE_WEIGHTS = 0.6
 #: Live activation tensors per padded token, in units of (hidden + intermediate + heads x seq)
 #: float32 values, arena rounding included (measured: bench.memory).
 ACTIVATION_COPIES = 5.0
@@ -120,10 +125,14 @@ def activation_bytes_per_token(shape: ModelShape) -> float:
 
 
 def estimate(settings: Settings, shape: ModelShape) -> MemoryEstimate:
+    from app.engine.openvino import plan
+
     settings = for_model(settings, shape.max_seq_length)
     call_tokens = min(settings.max_batch_tokens, settings.max_batch * shape.max_seq_length)
     runtime = RUNTIME_BYTES
     weights = WEIGHTS_FACTOR * shape.graph_bytes
+    if settings.engine == "openvino" and plan(settings, cpu_budget().cpus)[2]:
+        weights += WIDE_LANE_WEIGHTS * shape.graph_bytes
     call = ARENA_BASE_BYTES + settings.call_workers * call_tokens * activation_bytes_per_token(shape)
     admitted = settings.max_queued_tokens * BYTES_PER_QUEUED_TOKEN + settings.max_queued_bytes * BYTES_PER_BODY_BYTE
     peak = runtime + weights + call + admitted

@@ -131,3 +131,42 @@ def test_the_capacity_log_line_names_the_engine(model_dir, caplog):
         log_capacity(Settings(model_dir=model_dir), CostModel(1000.0, 10.0), 1.0, identity)
     (record,) = [r for r in caplog.records if r.getMessage() == "capacity"]
     assert {k: getattr(record, k) for k in identity} == identity
+
+
+def test_a_call_alone_takes_the_wide_lane_and_calls_at_once_the_narrow_ones():
+    from app.engine.openvino import Lanes
+
+    lanes = Lanes(wide=True)
+    first = lanes.pick()
+    assert (first, lanes.pick(), lanes.pick()) == ("wide", "narrow", "narrow")  # side by side with the first
+    lanes.done("narrow")
+    assert lanes.pick() == "narrow"  # the wide lane is still busy
+    for lane in ("wide", "narrow", "narrow"):
+        lanes.done(lane)
+    assert lanes.pick() == "wide" and lanes.calls == {"wide": 2, "narrow": 3}
+    assert Lanes(wide=False).pick() == "narrow"  # one stream, or one CPU: one compiled model
+
+
+@pytest.mark.parametrize("precision", ["f32", "auto"])
+def test_both_openvino_lanes_meet_the_contract_and_agree(model_dir, reference, precision):
+    """The wide lane (a call alone, every CPU) and the narrow ones (calls at once) compile the same graph at
+    the same precision: each meets the contract, and they agree with each other."""
+    pytest.importorskip("openvino")
+    model = EmbeddingModel(Settings(model_dir=model_dir, engine="openvino", precision=precision))
+    model.load()
+    engine = model.engine
+    if engine.describe()["wide_lane_threads"] is None:
+        pytest.skip("one usable CPU: there is one lane")
+    sentences, expected = reference
+
+    def on(lane: str, texts: list[str]) -> np.ndarray:
+        engine.run = lambda feed: engine.run_on(lane, feed)  # the model's own padding, on one lane
+        try:
+            return embed(model, texts)
+        finally:
+            del engine.run
+
+    wide, narrow = on("wide", sentences), on("narrow", sentences)
+    for got in (wide, narrow):
+        assert np.sum(got * expected, axis=1).min() >= MIN_COSINE
+    assert np.sum(wide * narrow, axis=1).min() >= 0.99999
