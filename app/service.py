@@ -10,14 +10,12 @@ import asyncio
 import gc
 import logging
 import time
-from collections.abc import Sequence
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
-
-from typing import TYPE_CHECKING
 
 from app import startcheck, startup
 from app.admission import Admission, Ticket
