@@ -48,11 +48,12 @@ def check_capacity(settings: Settings, max_seq_length: int) -> None:
 def calibrate(model: EmbeddingModel, settings: Settings, executor: Executor) -> CostModel:
     """Measure the cost model on this machine and model, on the threads that will serve (``executor``).
 
-    * Rate: one full call (max-length texts up to the call budget) for each call the engine runs at
-      once, side by side, which also grows the engine's memory to its peak now, so that a memory limit too small for
-      the worst admitted load fails at start rather than under load. The median call time gives padded
-      tokens per second of one call while every worker is busy (a little low: the first growth is in
-      it), for drain estimates (x calls at once); traffic refines it (app.metrics).
+    * Rate: the full call (max-length texts up to the call budget) on everything of the engine that keeps
+      memory per call (``Engine.run_at_peak``), which grows the engine's memory to its peak now, so that a
+      memory limit too small for the worst admitted load fails at start rather than under load. The median
+      time of the calls that ran while the engine was as busy as under load gives padded tokens per second
+      of one call (a little low: the first growth is in it), for drain estimates (x calls at once);
+      traffic refines it (app.metrics).
     * Call overhead (unless EMBEDDER_CALL_OVERHEAD_TOKENS sets it): a call of one short text against
       one of many such texts; the difference gives the cost per token, and the one-text call's time
       beyond its tokens is the fixed cost of a call, in tokens. Medians of a few runs: start-up is noisy.
@@ -64,8 +65,7 @@ def calibrate(model: EmbeddingModel, settings: Settings, executor: Executor) -> 
 
     ids = model.tokenize(["calibration " * limit]).ids[0]
     full = [ids] * max(1, min(s.max_batch, s.max_batch_tokens // len(ids)))
-    at_once = model.engine.calls_at_once
-    times = list(executor.map(_time, [model] * at_once, [full] * at_once))
+    times = model.engine.run_at_peak(model.feed(full), executor)
     rate = len(full) * len(ids) / median(times)
     overhead = s.call_overhead_tokens
     if overhead is None:

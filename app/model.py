@@ -156,6 +156,10 @@ class EmbeddingModel:
     def run(self, batch: Sequence[Sequence[int]]) -> np.ndarray:
         """One engine call: pad (pad_token_id) to the longest sequence of this batch, return [n, dim] float32."""
         assert self._engine is not None, "model not loaded"
+        return self._engine.run(self.feed(batch))
+
+    def feed(self, batch: Sequence[Sequence[int]]) -> dict[str, np.ndarray]:
+        """The graph's inputs for ``batch``, padded to its longest sequence (only the inputs the graph takes)."""
         n = len(batch)
         width = max(len(seq) for seq in batch)
         input_ids = np.full((n, width), self.meta.pad_token_id, dtype=np.int64)
@@ -166,7 +170,7 @@ class EmbeddingModel:
         feed = {"input_ids": input_ids, "attention_mask": attention}
         if "token_type_ids" in self.meta.inputs:
             feed["token_type_ids"] = np.zeros_like(input_ids)
-        return self._engine.run({name: feed[name] for name in self.meta.inputs})  # only what the graph takes
+        return {name: feed[name] for name in self.meta.inputs}
 
     def use_precision(self, precision: str) -> None:
         """Load the engine again at another precision (the start check's fallback to f32)."""

@@ -8,7 +8,9 @@ that take it, ``token_type_ids``; app.engine.graph.FEEDABLE) and returns the gra
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping
+from concurrent.futures import Executor
 from pathlib import Path
 from typing import Protocol
 
@@ -20,14 +22,26 @@ from app.embedding_meta import EmbeddingMeta
 
 class Engine(Protocol):
     name: str
-    #: Calls that run side by side (more wait for one): the start-up grows each one's memory to its peak.
+    #: Calls that run side by side under load (more wait for one): the drain estimate's factor.
     calls_at_once: int
 
     def run(self, feed: Mapping[str, np.ndarray]) -> np.ndarray:
         """One call: the graph's inputs in, [batch, dimensions] float32 out."""
 
+    def run_at_peak(self, feed: Mapping[str, np.ndarray], executor: Executor) -> list[float]:
+        """Run ``feed`` (the largest call) once on everything that keeps memory per call, on ``executor``'s
+        threads, so that the engine's memory is at its peak; the seconds of each call that ran while the
+        engine was as busy as under load."""
+
     def describe(self) -> dict:
         """What /ready and the ``model loaded`` log line report: engine, version, precision, threads."""
+
+
+def timed(run, feed: Mapping[str, np.ndarray]) -> float:
+    """Seconds of one call ``run(feed)``."""
+    started = time.perf_counter()
+    run(feed)
+    return max(time.perf_counter() - started, 1e-6)
 
 
 class EngineUnavailable(RuntimeError):
