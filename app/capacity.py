@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 import math
-import time
 from concurrent.futures import Executor
 from dataclasses import dataclass
 from statistics import median
@@ -17,6 +16,7 @@ from statistics import median
 from app import memory
 from app.config import Settings
 from app.cpus import cpu_budget
+from app.engine import timed
 from app.model import EmbeddingModel
 from app.sizing import MemoryEstimate, ModelShape, estimate
 
@@ -60,8 +60,8 @@ def calibrate(model: EmbeddingModel, settings: Settings, executor: Executor) -> 
     """
     s, limit = settings, model.info.max_seq_length
 
-    def timed(batch: list[list[int]]) -> float:
-        return executor.submit(_time, model, batch).result()
+    def on_executor(batch: list[list[int]]) -> float:
+        return executor.submit(timed, model.run, batch).result()
 
     ids = model.tokenize(["calibration " * limit]).ids[0]
     full = [ids] * max(1, min(s.max_batch, s.max_batch_tokens // len(ids)))
@@ -71,17 +71,11 @@ def calibrate(model: EmbeddingModel, settings: Settings, executor: Executor) -> 
     if overhead is None:
         short = model.tokenize(["calibration " * 30]).ids[0][: min(32, limit)]
         many = [short] * max(2, min(s.max_batch, s.max_batch_tokens // len(short), 16))
-        one = median([timed([short]) for _ in range(3)])
-        all_ = median([timed(many) for _ in range(2)])
+        one = median([on_executor([short]) for _ in range(3)])
+        all_ = median([on_executor(many) for _ in range(2)])
         per_token = max(all_ - one, 1e-9) / ((len(many) - 1) * len(short))
         overhead = max(0.0, one / per_token - len(short))
     return CostModel(rate, overhead)
-
-
-def _time(model: EmbeddingModel, ids: list[list[int]]) -> float:
-    started = time.perf_counter()
-    model.run(ids)
-    return max(time.perf_counter() - started, 1e-6)
 
 
 def memory_warning(limit_bytes: float, sized: MemoryEstimate) -> str | None:

@@ -139,10 +139,10 @@ def test_a_call_alone_takes_the_wide_lane_and_calls_at_once_the_narrow_ones():
     lanes = Lanes(wide=True)
     first = lanes.pick()
     assert (first, lanes.pick(), lanes.pick()) == ("wide", "narrow", "narrow")  # side by side with the first
-    lanes.done("narrow")
+    lanes.done()  # a narrow call ends
     assert lanes.pick() == "narrow"  # the wide lane is still busy
-    for lane in ("wide", "narrow", "narrow"):
-        lanes.done(lane)
+    for _ in range(3):
+        lanes.done()
     assert lanes.pick() == "wide" and lanes.calls == {"wide": 2, "narrow": 3}
     assert Lanes(wide=False).pick() == "narrow"  # one stream, or one CPU: one compiled model
 
