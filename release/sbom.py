@@ -2,7 +2,8 @@
 
 Components: every Python distribution of the virtualenv (name, version, purl, the license its metadata
 declares, the sha256 of the wheel uv.lock pinned for this platform), the Python interpreter, every Debian
-package of the base (dpkg's status; the license of its DEP-5 copyright file where it is machine-readable),
+package with files in the image (dpkg's status or status.d/, and how much of it is shipped; the license of
+its DEP-5 copyright file where it is machine-readable),
 and the model (``machine-learning-model``: repo, revision, license, and each shipped file with its sha256
 from model.lock.json). Serial number and timestamp come from the commit, so one commit gives one SBOM.
 """
@@ -34,6 +35,9 @@ SCHEMA = SchemaVersion.V1_6
 #: Where the image carries its own SBOM (and the label that names the path).
 IMAGE_PATH, LABEL = "/usr/share/sbom/embedder.cdx.json", "io.embedder.sbom"
 LICENSES = LicenseFactory()
+#: The minimal image's status.d paragraphs say whether the package's files are all there ("all") or which part
+#: ("partial, N of M files"); release/rootfs.py writes it.
+SHIPPED_FIELD = "Embedder-Shipped"
 
 
 def declared_license(metadata) -> str:
@@ -82,23 +86,34 @@ def python_components(site_packages: Path, lock: dict) -> list[Component]:
     return components
 
 
+def dpkg_paragraphs(rootfs: Path) -> list[Deb822]:
+    """The installed packages dpkg records: one status file, or a file per package in status.d/ (as distroless
+    images and the minimal image keep it; its *.md5sums files are not paragraphs)."""
+    status, status_d = rootfs / "var/lib/dpkg/status", rootfs / "var/lib/dpkg/status.d"
+    files = [status] if status.is_file() else sorted(p for p in status_d.glob("*") if "." not in p.name)
+    found = []
+    for path in files:
+        with open(path, encoding="utf-8") as f:
+            found += [p for p in Deb822.iter_paragraphs(f) if p.get("Status", "").split()[-1:] == ["installed"]]
+    return found
+
+
 def debian_components(rootfs: Path) -> list[Component]:
     os_release = dict(
         line.split("=", 1) for line in (rootfs / "etc/os-release").read_text().splitlines() if "=" in line
     )
     distro = f"debian-{os_release.get('VERSION_ID', '').strip(chr(34))}"
     components = []
-    with open(rootfs / "var/lib/dpkg/status", encoding="utf-8") as status:
-        for para in Deb822.iter_paragraphs(status):
-            if para.get("Status", "").split()[-1:] != ["installed"]:
-                continue
-            name, version, arch = para["Package"], para["Version"], para.get("Architecture", "all")
-            components.append(Component(
-                type=ComponentType.LIBRARY if name.startswith("lib") else ComponentType.APPLICATION,
-                name=name, version=version, bom_ref=f"deb:{name}@{version}",
-                purl=PackageURL("deb", "debian", name, version, {"arch": arch, "distro": distro}),
-                licenses=copyright_licenses(rootfs / "usr/share/doc" / name / "copyright"),
-            ))
+    for para in dpkg_paragraphs(rootfs):
+        name, version, arch = para["Package"], para["Version"], para.get("Architecture", "all")
+        shipped = para.get(SHIPPED_FIELD, "all")
+        components.append(Component(
+            type=ComponentType.LIBRARY if name.startswith("lib") else ComponentType.APPLICATION,
+            name=name, version=version, bom_ref=f"deb:{name}@{version}",
+            purl=PackageURL("deb", "debian", name, version, {"arch": arch, "distro": distro}),
+            licenses=copyright_licenses(rootfs / "usr/share/doc" / name / "copyright"),
+            properties=[Property(name="embedder:deb:shipped", value=shipped)],
+        ))
     return components
 
 

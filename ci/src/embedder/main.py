@@ -13,7 +13,7 @@ from dagger import DefaultPath, Doc, Ignore, dag, field, function, object_type
 
 from . import model as model_stage
 from . import publish as publishing
-from . import anymodel, browser, deploy, prebuilt, release, runtime, testing
+from . import anymodel, browser, deploy, minimal, prebuilt, release, runtime, testing
 from .ignore import SOURCE_IGNORE
 from .toolchain import with_apt, with_uv
 
@@ -160,25 +160,37 @@ class Embedder:
                                      self.model_revision, self.engine.value)
 
     async def runtime_base(self, epoch: int, found: dict[str, str]) -> dagger.Container:
-        """Everything but app/: base OS, user, model, virtualenv and the runtime config, labelled with the content
-        key of ``found`` (base_inputs()); its layers' file times are ``epoch``."""
+        """Everything but app/, on no base image: the system layer (interpreter, standard library, the shared
+        libraries the service loads, accounts, dpkg status: minimal.py), the model, the virtualenv and the
+        runtime config, labelled with the content key of ``found`` (base_inputs()); file times are ``epoch``
+        (the system files keep the base image's, which its bytecode checks)."""
         path = runtime.model_path(self.model_repo, self.model_revision)
         model = runtime.only_served(await self.model(), self.engine.value)
         venv = runtime.virtualenv(self.tools().with_(self.with_nonce), self.source, epoch, self.engine.value)
-        ctr = dag.container().from_(self.base_image).with_directory(
-            "/", runtime.layer(self.base(), "/", runtime.user_files(self.base(), epoch), epoch)
-        )
+        model_tree = runtime.layer(self.base(), path, model, epoch)
+        venv_tree = runtime.layer(self.base(), runtime.VENV, venv, epoch, exclude=runtime.prune(self.engine.value))
+        env = {"EMBEDDER_MODEL_DIR": path, "EMBEDDER_ENGINE": self.engine.value,
+               **await minimal.inherited_env(self.base())}
+
+        def configured(ctr: dagger.Container) -> dagger.Container:
+            for name, value in env.items():
+                ctr = ctr.with_env_variable(name, value)
+            return ctr.with_(runtime.with_runtime_config)
+
+        # What the service loads, seen on the base image with the image's content, then picked from it.
+        stage = self.base().with_directory("/", model_tree).with_directory("/", venv_tree).with_(configured)
+        record = minimal.loaded(stage, self.source, self.source.directory("app").without_directory("export"))
+        generator = release.generator(self.tools(), self.source).with_(self.with_nonce)
+        system = minimal.system_tree(generator, stage, record, epoch)
         # Layers from the least to the most often changed; the app's comes last (on_base).
         ctr = (
-            ctr.with_label("io.embedder.model.repo", self.model_repo)
+            minimal.scratch().with_directory("/", system)
+            .with_label("io.embedder.model.repo", self.model_repo)
             .with_label("io.embedder.model.revision", self.model_revision)
             .with_label("io.embedder.engine", self.engine.value)
-            .with_directory("/", runtime.layer(self.base(), path, model, epoch))
-            .with_directory("/", runtime.layer(self.base(), runtime.VENV, venv, epoch,
-                                               exclude=runtime.prune(self.engine.value)))
-            .with_env_variable("EMBEDDER_MODEL_DIR", path)
-            .with_env_variable("EMBEDDER_ENGINE", self.engine.value)
-            .with_(runtime.with_runtime_config)
+            .with_directory("/", model_tree)
+            .with_directory("/", venv_tree)
+            .with_(configured)
         )
         return prebuilt.labelled(ctr, found)
 

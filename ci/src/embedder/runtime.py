@@ -141,19 +141,6 @@ def only_served(model: dagger.Directory, engine: str) -> dagger.Directory:
     return model
 
 
-#: The files useradd writes: the user layer is these, not the exec's whole diff (logs, backups, their times).
-USER_FILES = ["passwd", "group", "shadow", "gshadow", "subuid", "subgid"]
-
-
-def user_files(base: dagger.Container, epoch: int) -> dagger.Directory:
-    """/etc's account files with the service's user added. useradd dates the password change in /etc/shadow
-    from SOURCE_DATE_EPOCH (else today)."""
-    ctr = base.with_env_variable("SOURCE_DATE_EPOCH", str(epoch)).with_exec(
-        ["useradd", "--uid", str(UID), "--user-group", "--no-create-home", "--shell", "/usr/sbin/nologin", "embedder"]
-    )
-    return dag.directory().with_directory("etc", ctr.directory("/etc"), include=USER_FILES)
-
-
 def layer(base: dagger.Container, path: str, content: dagger.Directory, epoch: int,
           exclude: list[str] | None = None) -> dagger.Directory:
     """``content`` placed at ``path`` in a tree to merge at /, every entry's time (parent directories and
