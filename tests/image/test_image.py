@@ -15,6 +15,11 @@ from oci_support import read_image
 TARBALL, ROOTFS = os.environ.get("IMAGE_TARBALL"), os.environ.get("IMAGE_ROOTFS")
 pytestmark = pytest.mark.skipif(not (TARBALL and ROOTFS), reason="needs the built image (dagger call image-checks)")
 
+#: A minimal image has none of these, wherever they would be looked for.
+SHELLS_AND_TOOLS = ["sh", "bash", "dash", "busybox", "apt", "apt-get", "dpkg", "dpkg-query", "perl", "ls", "cat",
+                    "cp", "rm", "env", "chmod", "mkdir", "find", "grep", "sed", "tar", "gzip", "su", "login", "pip",
+                    "pip3"]
+BIN_DIRS = ["bin", "sbin", "usr/bin", "usr/sbin", "usr/local/bin", "usr/local/sbin"]
 COMPILERS = ["gcc", "cc", "g++", "c++", "clang", "tcc", "x86_64-linux-gnu-gcc", "ld", "as", "make"]
 FORBIDDEN_PACKAGES = ("torch", "nvidia", "triton", "sentence_transformers", "transformers")
 LABELS = ["title", "source", "revision", "version", "created"]
@@ -83,6 +88,44 @@ def test_no_compiler(rootfs):
         if (d / name).exists()
     ]
     assert not found, f"compilers or build tools in the image: {found}"
+
+
+def test_no_shell_package_manager_or_perl(rootfs, env):
+    dirs = [*BIN_DIRS, *(d.lstrip("/") for d in env["PATH"].split(":"))]
+    found = sorted({f"{d}/{name}" for d in dirs for name in SHELLS_AND_TOOLS if os.path.lexists(rootfs / d / name)})
+    assert not found, f"shells, package managers or tools in the image: {found}"
+    perl = [str(p.relative_to(rootfs)) for top in ("usr/share", "usr/lib") for p in (rootfs / top).glob("**/perl*")]
+    assert not perl, f"perl in the image: {perl[:5]}"
+    assert not (rootfs / "var/lib/dpkg/status").exists() and not (rootfs / "usr/bin/dpkg").exists()
+
+
+def test_every_elf_resolves_its_libraries_inside_the_image(rootfs):
+    """Checked statically, as the loader would search (RUNPATH with $ORIGIN, ld.so.conf, the defaults): every
+    ELF in the image, OpenVINO's plugins and the standard library's extensions included, finds its
+    interpreter and every NEEDED library in the image."""
+    from release.elf import Rootfs  # the release group (pyelftools), which image-checks installs
+
+    image = Rootfs(rootfs)
+    elves = image.elves()
+    _, missing = image.closure(elves)
+    print(f"{len(elves)} ELF files, each with its libraries inside the image")
+    assert len(elves) > 50
+    assert not missing, "\n".join(f"{elf}: {', '.join(names)}" for elf, names in sorted(missing.items()))
+
+
+def test_standard_library_bytecode_is_current(rootfs):
+    """The interpreter's bytecode is valid for its sources as shipped (times kept), so that nothing is compiled
+    again at start (on a read-only root, on every start)."""
+    stdlib = [p for p in rootfs.glob("usr/*lib*/python3.*/__pycache__/*.pyc")
+              if (p.parent.parent / (p.name.split(".")[0] + ".py")).is_file()]
+    assert len(stdlib) > 100
+    stale = []
+    for pyc in stdlib:
+        source = pyc.parent.parent / (pyc.name.split(".")[0] + ".py")
+        flags, key = pyc_header(source)
+        if flags == 0 and int.from_bytes(key[:4], "little") != int(source.stat().st_mtime):
+            stale.append(source.name)
+    assert not stale, f"{len(stale)} standard-library modules with stale bytecode, e.g. {stale[:3]}"
 
 
 def test_no_torch_nvidia_or_triton(rootfs):

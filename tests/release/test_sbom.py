@@ -4,6 +4,7 @@ IMAGE_ROOTFS): valid CycloneDX, complete against what the image holds, and throu
 from __future__ import annotations
 
 import collections
+import hashlib
 import json
 import os
 from email.parser import HeaderParser
@@ -12,10 +13,9 @@ from pathlib import Path
 import pytest
 from cyclonedx.schema import SchemaVersion
 from cyclonedx.validation.json import JsonStrictValidator
-from debian.deb822 import Deb822
 
 from release.licenses import problems
-from release.sbom import IMAGE_PATH
+from release.sbom import IMAGE_PATH, SHIPPED_FIELD, dpkg_paragraphs
 
 SBOM, ROOTFS = os.environ.get("SBOM"), os.environ.get("IMAGE_ROOTFS")
 pytestmark = pytest.mark.skipif(not (SBOM and ROOTFS), reason="needs the built image: dagger call sbom-check")
@@ -60,10 +60,24 @@ def test_every_python_distribution_with_version_license_and_wheel_hash(bom):
 
 
 def test_every_debian_package_and_the_interpreter(bom):
-    with open(Path(ROOTFS) / "var/lib/dpkg/status") as f:
-        installed = {p["Package"] for p in Deb822.iter_paragraphs(f) if p.get("Status", "").endswith(" installed")}
-    listed = {c["name"] for c in bom["components"] if c.get("purl", "").startswith("pkg:deb/debian/")}
-    assert listed == installed
+    """The image keeps dpkg's record (status.d/, as distroless does) for exactly the packages it has files of;
+    the SBOM lists those, with how much of each is shipped, and nothing else."""
+    rootfs = Path(ROOTFS)
+    installed = {p["Package"]: p for p in dpkg_paragraphs(rootfs)}
+    listed = {c["name"]: c for c in bom["components"] if c.get("purl", "").startswith("pkg:deb/debian/")}
+    assert set(listed) == set(installed) and "libc6" in listed
+    for name, para in installed.items():
+        sums = (rootfs / "var/lib/dpkg/status.d" / f"{name}.md5sums").read_text().splitlines()
+        files = [line.split(None, 1)[1] for line in sums]
+        assert files, f"{name}: no file of it is recorded"
+        for digest, path in (line.split(None, 1) for line in sums):
+            assert hashlib.md5((rootfs / path).read_bytes()).hexdigest() == digest, f"{name}: {path} differs"
+        shipped = {p["name"]: p["value"] for p in listed[name].get("properties", [])}["embedder:deb:shipped"]
+        assert shipped == para[SHIPPED_FIELD] and (shipped == "all" or shipped.startswith("partial, "))
+    documented = {p.parent.name for p in (rootfs / "usr/share/doc").glob("*/copyright")}
+    assert documented == set(installed), "every package with files here, and only those, has its copyright file"
+    partial = sorted(n for n, p in installed.items() if p[SHIPPED_FIELD] != "all")
+    print(f"\nDebian packages: {len(installed)}, shipped in part: {partial}")
     (python,) = of_type(bom, "platform").values()
     assert python["name"] == "cpython" and python["version"].startswith("3.")
 

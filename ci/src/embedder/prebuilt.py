@@ -16,10 +16,12 @@ KEY_LABEL = "io.embedder.base.key"
 INPUTS_LABEL = "io.embedder.base.inputs"
 #: The recipe's version: bump it when what the base holds changes without any input changing (runtime.py:
 #: PRUNE, NOT_SHIPPED, layer layout, the runtime config).
-RECIPE = "2"
+RECIPE = "3"
 #: Tags carry this many hex digits of the key (the full key is in the label and printed).
 TAG_DIGITS = 16
 MODEL_EXPORT = "app/export"
+#: The code that picks the system layer (release/loaded.py, rootfs.py, elf.py; minimal.py runs them).
+SYSTEM_PICKER = ["loaded.py", "rootfs.py", "elf.py"]
 #: The port of base-check's registry (publish-check's is another: credentials are per registry host).
 CHECK_PORT = 5002
 
@@ -66,6 +68,8 @@ async def inputs(source: dagger.Directory, base_image: str, uv_image: str, model
         "model": f"{model_repo}@{model_revision}",
         "model lock": sha256(await source.file(lock_path(model_repo, model_revision)).contents()),
         "model export code (app/export/)": await tree_hash(source.directory(MODEL_EXPORT)),
+        "system layer picker (release/)": await tree_hash(
+            dag.directory().with_directory(".", source.directory("release"), include=SYSTEM_PICKER)),
         "base image": await resolved(base_image),
         "uv image": await resolved(uv_image),
         "engine": engine,

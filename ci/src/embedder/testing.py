@@ -126,6 +126,12 @@ def with_image(ctr: dagger.Container, image: dagger.Container, size_budget_mb: i
     )
 
 
+async def in_image(image: dagger.Container, script: dagger.File) -> str:
+    """``script`` run by the image's own interpreter, as the image's user, in its environment (it has no shell)."""
+    return await image.with_mounted_file("/check/in_image.py", script).with_exec(
+        ["python", "/check/in_image.py"]).stdout()
+
+
 def with_tarballs(ctr: dagger.Container, env: str, *images: dagger.Container) -> dagger.Container:
     """Each image's OCI tarball mounted, their paths in ``env`` (comma-separated)."""
     paths = [f"/images/{n}.tar" for n in range(len(images))]
