@@ -152,7 +152,9 @@ def build(fs: Rootfs, loaded: dict, venv: str, out: Path, epoch: int, uid: int, 
         copyright_file = f"/usr/share/doc/{name}/copyright"
         if fs.host(copyright_file).is_file():
             paths.update(fs.chain(copyright_file))
-            by_package[name].update(p for p in fs.chain(copyright_file) if p in owner)
+            for path in fs.chain(copyright_file):  # a link to another package's directory ships that one's
+                if path in owner:
+                    by_package[owner[path]].add(path)
     paths -= set(accounts(uid, user))
     for path in sorted(paths):
         copy(fs, path, out)

@@ -90,7 +90,7 @@ def dpkg_paragraphs(rootfs: Path) -> list[Deb822]:
     """The installed packages dpkg records: one status file, or a file per package in status.d/ (as distroless
     images and the minimal image keep it; its *.md5sums files are not paragraphs)."""
     status, status_d = rootfs / "var/lib/dpkg/status", rootfs / "var/lib/dpkg/status.d"
-    files = [status] if status.is_file() else sorted(p for p in status_d.glob("*") if "." not in p.name)
+    files = [status] if status.is_file() else sorted(p for p in status_d.glob("*") if p.suffix != ".md5sums")
     found = []
     for path in files:
         with open(path, encoding="utf-8") as f:
