@@ -217,8 +217,10 @@ class Embedder:
     @function
     @dagger.check
     async def unit_tests(self) -> str:
-        """The pytest suite (tests/, minus integration) with the model stage's output mounted and a Redis."""
-        ctr = testing.runner(self.tools(), self.source, await self.model()).with_(testing.with_redis(self.redis_image))
+        """The pytest suite (tests/, minus the suites of the other checks) with the model stage's output mounted and
+        a Redis; with the release tools, whose picker and SBOM reader it tests (tests/test_minimal_rootfs.py)."""
+        ctr = testing.runner(self.tools(), self.source, await self.model(), groups=("test", "release"))
+        ctr = ctr.with_(testing.with_redis(self.redis_image))
         return await testing.pytest(ctr, "tests", *(f"--ignore=tests/{d}" for d in testing.CHECK_SUITES))
 
     @function(cache="never")
