@@ -15,7 +15,7 @@ from . import model as model_stage
 from . import publish as publishing
 from . import anymodel, browser, deploy, minimal, prebuilt, release, runtime, testing
 from .ignore import SOURCE_IGNORE
-from .toolchain import with_apt, with_uv
+from .toolchain import on, with_apt, with_uv
 
 
 @dagger.enum_type
@@ -68,6 +68,11 @@ class Embedder:
         Doc("build time, seconds since 1970: the created label and every file time (default: the commit's)"),
     ] = None
     nonce: Annotated[str, Doc("any value forces every build step to run again (what `reproducible` does)")] = ""
+    platform: Annotated[
+        str,
+        Doc("the image's platform, e.g. linux/arm64 (default: the engine's own); the model is exported once, "
+            "natively, and the same model directory goes into every platform's image"),
+    ] = ""
     base_ref: Annotated[
         str,
         Doc("build on a base from `publish-base`, REF@sha256:… (or a bare REF: the tag of this checkout's key); "
@@ -85,12 +90,22 @@ class Embedder:
         return ctr.with_env_variable("EMBEDDER_BUILD_NONCE", self.nonce) if self.nonce else ctr
 
     def base(self) -> dagger.Container:
-        """The base image, for the steps that make the image's own layers."""
+        """The base image on the engine's platform, for the steps that arrange the image's layers (file times)."""
         return dag.container().from_(self.base_image).with_(self.with_nonce)
 
+    def target(self) -> dagger.Container:
+        """The base image on the image's platform: where the service is run to see what it loads."""
+        return on(self.platform).from_(self.base_image).with_(self.with_nonce)
+
     def tools(self) -> dagger.Container:
-        """The base image with uv and its cache: the start of every stage (and of no image layer by itself)."""
+        """The base image with uv and its cache, on the engine's platform: the start of every stage that makes
+        nothing platform-specific (bytecode of app/, the SBOM, test runners) and of no image layer by itself."""
         return dag.container().from_(self.base_image).with_(with_uv(self.uv_image, self.index_url or None))
+
+    def target_tools(self) -> dagger.Container:
+        """As tools(), on the image's platform: the virtualenv's wheels are that platform's."""
+        return on(self.platform).from_(self.base_image).with_(
+            with_uv(self.uv_image, self.index_url or None, self.platform))
 
     @function
     async def epoch(self) -> int:
@@ -144,7 +159,7 @@ class Embedder:
         revision, epoch, here = await asyncio.gather(self.commit.commit(), self.epoch(), self.base_inputs())
         if self.base_ref:
             ref = prebuilt.with_key_tag(self.base_ref, here)
-            base = await prebuilt.checked(prebuilt.pull(ref), ref, here)
+            base = await prebuilt.checked(prebuilt.pull(ref, self.platform), ref, here)
         else:
             base = await self.runtime_base(epoch, here)
         return await self.on_base(base, revision, epoch)
@@ -158,7 +173,7 @@ class Embedder:
     async def base_inputs(self) -> dict[str, str]:
         """What the published base's content depends on (its content key is their hash)."""
         return await prebuilt.inputs(self.source, self.base_image, self.uv_image, self.model_repo,
-                                     self.model_revision, self.engine.value)
+                                     self.model_revision, self.engine.value, self.platform)
 
     async def runtime_base(self, epoch: int, found: dict[str, str]) -> dagger.Container:
         """Everything but app/, on no base image: the system layer (interpreter, standard library, the shared
@@ -167,11 +182,12 @@ class Embedder:
         (the system files keep the base image's, which its bytecode checks)."""
         path = runtime.model_path(self.model_repo, self.model_revision)
         model = runtime.only_served(await self.model(), self.engine.value)
-        venv = runtime.virtualenv(self.tools().with_(self.with_nonce), self.source, epoch, self.engine.value)
+        venv = runtime.virtualenv(self.target_tools().with_(self.with_nonce), self.source, epoch,
+                                  self.engine.value)
         model_tree = runtime.layer(self.base(), path, model, epoch)
         venv_tree = runtime.layer(self.base(), runtime.VENV, venv, epoch, exclude=runtime.prune(self.engine.value))
         env = {"EMBEDDER_MODEL_DIR": path, "EMBEDDER_ENGINE": self.engine.value,
-               **await minimal.inherited_env(self.base())}
+               **await minimal.inherited_env(on(self.platform).from_(self.base_image))}  # not the nonce
 
         def configured(ctr: dagger.Container) -> dagger.Container:
             for name, value in env.items():
@@ -179,13 +195,13 @@ class Embedder:
             return ctr.with_(runtime.with_runtime_config)
 
         # What the service loads, seen on the base image with the image's content, then picked from it.
-        stage = self.base().with_directory("/", model_tree).with_directory("/", venv_tree).with_(configured)
+        stage = self.target().with_directory("/", model_tree).with_directory("/", venv_tree).with_(configured)
         record = minimal.loaded(stage, self.source, self.source.directory("app").without_directory("export"))
         generator = release.generator(self.tools(), self.source).with_(self.with_nonce)
         system = minimal.system_tree(generator, stage, record, epoch)
         # Layers from the least to the most often changed; the app's comes last (on_base).
         ctr = (
-            minimal.scratch().with_directory("/", system)
+            minimal.scratch(self.platform).with_directory("/", system)
             .with_label("io.embedder.model.repo", self.model_repo)
             .with_label("io.embedder.model.revision", self.model_revision)
             .with_label("io.embedder.engine", self.engine.value)

@@ -9,10 +9,8 @@ need (ELF NEEDED, resolved as the loader does), configuration, accounts, copyrig
 """
 
 import dagger
-from dagger import dag
-
 from .runtime import APP_HOME, UID
-from .toolchain import VENV
+from .toolchain import VENV, on
 
 PROBE = "/probe"
 ROOTFS = "/image"
@@ -56,5 +54,6 @@ async def inherited_env(base: dagger.Container) -> dict[str, str]:
     return found
 
 
-def scratch() -> dagger.Container:
-    return dag.container()
+def scratch(platform: str) -> dagger.Container:
+    """The final image's start: no base image, of ``platform`` (empty: the engine's own)."""
+    return on(platform)

@@ -9,6 +9,7 @@ import dagger
 from dagger import dag
 
 from .model import lock_path
+from .toolchain import on
 
 #: The base's content key, and the inputs it was computed from (JSON), as labels of the base (and of every image
 #: built on it).
@@ -60,7 +61,7 @@ async def resolved(image: str) -> str:
 
 
 async def inputs(source: dagger.Directory, base_image: str, uv_image: str, model_repo: str, model_revision: str,
-                 engine: str) -> dict[str, str]:
+                 engine: str, platform: str) -> dict[str, str]:
     """Everything the base's content depends on, each named as the refusal names it."""
     return {
         "uv.lock": sha256(await source.file("uv.lock").contents()),
@@ -73,6 +74,7 @@ async def inputs(source: dagger.Directory, base_image: str, uv_image: str, model
         "base image": await resolved(base_image),
         "uv image": await resolved(uv_image),
         "engine": engine,
+        "platform": platform or str(await dag.default_platform()),
         "recipe": RECIPE,
     }
 
@@ -99,9 +101,9 @@ def with_key_tag(ref: str, found: dict[str, str]) -> str:
     return ref if "@" in ref or ":" in ref.rsplit("/", 1)[-1] else f"{ref}:{key(found)[:TAG_DIGITS]}"
 
 
-def pull(ref: str, registry: dagger.Service | None = None) -> dagger.Container:
-    """The published base (credentials, if any, come from with_registry_auth on the same host)."""
-    return dag.container().from_(ref, registry_service=registry)
+def pull(ref: str, platform: str = "", registry: dagger.Service | None = None) -> dagger.Container:
+    """The published base for ``platform`` (credentials, if any, come from with_registry_auth on the same host)."""
+    return on(platform).from_(ref, registry_service=registry)
 
 
 async def checked(base: dagger.Container, ref: str, here: dict[str, str]) -> dagger.Container:

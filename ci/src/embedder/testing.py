@@ -10,7 +10,7 @@ from dagger import dag
 
 from . import prebuilt, publish
 from .runtime import PORT
-from .toolchain import PATH, WORKDIR, with_project_files
+from .toolchain import PATH, WORKDIR, on, with_project_files
 
 MODEL_MOUNT = "/model"
 SERVICE_ALIAS = "embedder"
@@ -189,7 +189,7 @@ async def base_check(embedder, others: dict) -> str:
     try:
         pushed = await publish.push(base, address, prebuilt.tags(here, "check"), user, password, svc)
         ref = prebuilt.with_key_tag(address, here)  # a bare repository: the tag of this checkout's key
-        pulled = dag.container().with_registry_auth(publish.registry_host(address), user, password).from_(
+        pulled = on(embedder.platform).with_registry_auth(publish.registry_host(address), user, password).from_(
             ref, registry_service=svc)
         image = await embedder.on_base(await prebuilt.checked(pulled, ref, here), revision, epoch)
         refusals = {name: await prebuilt.refusal(pulled, ref, await other.base_inputs())

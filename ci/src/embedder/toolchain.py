@@ -18,12 +18,18 @@ def hf_cache() -> dagger.CacheVolume:
     return dag.cache_volume("embedder-hf")
 
 
-def with_uv(uv_image: str, index_url: str | None):
-    """uv from its image, its cache in a volume, the base image's own Python, nothing downloaded twice."""
+def on(platform: str) -> dagger.Container:
+    """An empty container of ``platform`` (empty: the engine's own)."""
+    return dag.container(platform=dagger.Platform(platform)) if platform else dag.container()
+
+
+def with_uv(uv_image: str, index_url: str | None, platform: str = ""):
+    """uv from its image (for the container's ``platform``), its cache in a volume, the base image's own Python,
+    nothing downloaded twice."""
 
     def apply(ctr: dagger.Container) -> dagger.Container:
         ctr = (
-            ctr.with_file("/usr/local/bin/uv", dag.container().from_(uv_image).file("/uv"))
+            ctr.with_file("/usr/local/bin/uv", on(platform).from_(uv_image).file("/uv"))
             .with_mounted_cache(UV_CACHE, uv_cache())
             .with_env_variable("UV_CACHE_DIR", UV_CACHE)
             .with_env_variable("UV_LINK_MODE", "copy")
