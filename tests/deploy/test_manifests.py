@@ -7,6 +7,7 @@ REF@DIGEST they were rendered with), IMAGE_PORTS and IMAGE_USER (from the built 
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -98,6 +99,14 @@ def test_pod_security_is_restricted(docs):
 
 def test_image_is_pinned_to_the_digest(server):
     assert container(server, "embedder")["image"] == os.environ["MANIFESTS_IMAGE"]
+
+
+def test_no_architecture_is_pinned(docs):
+    """The image is published for linux/amd64 and linux/arm64: a pod may land on either kind of node (a mixed
+    fleet shares one Redis cache safely, its keys carry the engine and precision)."""
+    text = json.dumps(docs)
+    for pin in ("kubernetes.io/arch", "beta.kubernetes.io/arch", '"amd64"', '"arm64"'):
+        assert pin not in text, f"the manifests pin an architecture ({pin})"
 
 
 def test_user_is_the_images(server):

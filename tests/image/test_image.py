@@ -40,6 +40,11 @@ def rootfs() -> Path:
     return Path(ROOTFS)
 
 
+def test_platform_is_the_one_built_for():
+    image = read_image(TARBALL)[0]
+    assert f"{image['os']}/{image['architecture']}" == os.environ["IMAGE_PLATFORM"]
+
+
 def test_runs_as_uid_1000(config, rootfs):
     assert config["User"] == "1000:1000"
     assert "1000:1000" in (rootfs / "etc/passwd").read_text()

@@ -32,6 +32,12 @@ BUDGET_DOC = ("largest acceptable image size, MB uncompressed (default: 290 on O
               "+ the shipped model files' size)")
 
 
+#: The platforms `publish` and `multi-platform` build by default.
+PLATFORMS = ["linux/amd64", "linux/arm64"]
+ARM64 = "linux/arm64"
+PLATFORMS_DOC = "platforms, e.g. linux/amd64 (default: linux/amd64 and linux/arm64)"
+
+
 @object_type
 class Embedder:
     """Builds, tests and ships the embedder image (sentence-transformers/all-MiniLM-L6-v2 on OpenVINO or ONNX
@@ -101,6 +107,14 @@ class Embedder:
         """The base image with uv and its cache, on the engine's platform: the start of every stage that makes
         nothing platform-specific (bytecode of app/, the SBOM, test runners) and of no image layer by itself."""
         return dag.container().from_(self.base_image).with_(with_uv(self.uv_image, self.index_url or None))
+
+    async def target_platform(self) -> str:
+        """The image's platform, e.g. linux/amd64."""
+        return self.platform or str(await dag.default_platform())
+
+    async def emulated(self) -> bool:
+        """Whether the image's platform is not the engine's own (its steps run under emulation)."""
+        return await self.target_platform() != str(await dag.default_platform())
 
     def target_tools(self) -> dagger.Container:
         """As tools(), on the image's platform: the virtualenv's wheels are that platform's."""
@@ -182,8 +196,7 @@ class Embedder:
         (the system files keep the base image's, which its bytecode checks)."""
         path = runtime.model_path(self.model_repo, self.model_revision)
         model = runtime.only_served(await self.model(), self.engine.value)
-        venv = runtime.virtualenv(self.target_tools().with_(self.with_nonce), self.source, epoch,
-                                  self.engine.value)
+        venv = runtime.virtualenv(self.target_tools().with_(self.with_nonce), self.source, self.engine.value)
         model_tree = runtime.layer(self.base(), path, model, epoch)
         venv_tree = runtime.layer(self.base(), runtime.VENV, venv, epoch, exclude=runtime.prune(self.engine.value))
         env = {"EMBEDDER_MODEL_DIR": path, "EMBEDDER_ENGINE": self.engine.value,
@@ -196,7 +209,8 @@ class Embedder:
 
         # What the service loads, seen on the base image with the image's content, then picked from it.
         stage = self.target().with_directory("/", model_tree).with_directory("/", venv_tree).with_(configured)
-        record = minimal.loaded(stage, self.source, self.source.directory("app").without_directory("export"))
+        record = minimal.loaded(stage.with_(testing.light_start) if await self.emulated() else stage, self.source,
+                                self.source.directory("app").without_directory("export"))
         generator = release.generator(self.tools(), self.source).with_(self.with_nonce)
         system = minimal.system_tree(generator, stage, record, epoch)
         # Layers from the least to the most often changed; the app's comes last (on_base).
@@ -262,10 +276,27 @@ class Embedder:
         image = await self.build()
         ctr = testing.runner(self.tools(), self.source, model, groups=("test", "release"))
         checks, inside = await asyncio.gather(
-            testing.pytest(testing.with_image(ctr, image, size_budget_mb), "-s", "tests/image"),
+            testing.pytest(testing.with_image(ctr, image, size_budget_mb, await self.target_platform()), "-s",
+                           "tests/image"),
             testing.in_image(image, self.source.file("tests/image/in_image.py")),
         )
         return f"in the image: {inside}{checks}"
+
+    @function(cache="never")
+    @dagger.check
+    async def arm_check(self) -> str:
+        """The linux/arm64 image (under emulation on an amd64 engine), kept small: its image-checks (size, no
+        torch, uid 1000, the minimal runtime, an embedding inside it), then it runs as a service, gets ready, and
+        its /embed vectors meet the contract against sentence-transformers' reference."""
+        arm = dataclasses.replace(self, platform=ARM64)
+        checks = await arm.image_checks()
+        image = (await arm.build()).with_(testing.light_start)
+        if await arm.emulated():
+            image = image.with_(testing.patient_healthcheck)
+        ctr = testing.with_service(testing.runner(self.tools(), self.source, await self.model()), image, arm.served)
+        smoke = await testing.pytest(ctr, "tests/integration/test_image_service.py", "-k",
+                                     "ready_name_model or sentence_transformers_reference")
+        return f"{checks}\n{smoke}"
 
     @function(cache="never")
     @dagger.check
@@ -322,8 +353,9 @@ class Embedder:
     @function(cache="never")
     @dagger.check
     async def publish_check(self) -> str:
-        """Publish to a registry:2 with htpasswd auth: wrong password fails and pushes nothing; right one matches."""
-        return await testing.publish_check(self.tools(), await self.build(), self.registry_image)
+        """Publish to a registry:2 with htpasswd auth: wrong password fails and pushes nothing; the right one
+        pushes one index of both platforms, and the registry serves it with the platform digests publish prints."""
+        return await testing.publish_check(self.tools(), await self.variants(PLATFORMS), self.registry_image)
 
     @function
     @dagger.check
@@ -373,6 +405,7 @@ class Embedder:
             "base": self.base_check(),
             "export": self.export_check(),
             "any-model": self.any_model_check(),
+            "arm64": self.arm_check(),
         }
         return testing.report(parts.keys(), await asyncio.gather(*parts.values(), return_exceptions=True))
 
@@ -388,6 +421,19 @@ class Embedder:
                                     "IMAGE_TARBALLS", first, second)
         return await testing.pytest(ctr, "-s", "tests/reproducible")
 
+    async def variants(self, platforms: list[str]) -> list[dagger.Container]:
+        """The image for each of ``platforms``, the model exported once (natively) for all."""
+        return list(await asyncio.gather(*(dataclasses.replace(self, platform=p).build() for p in platforms)))
+
+    @function
+    async def multi_platform(
+        self, platforms: Annotated[list[str] | None, Doc(PLATFORMS_DOC)] = None
+    ) -> dagger.File:
+        """The image for several platforms as one OCI tarball (an index): `dagger call multi-platform export
+        --path image.tar`. `docker load` takes one platform from it (docs/image.md, Platforms)."""
+        first, *rest = await self.variants(platforms or PLATFORMS)
+        return first.as_tarball(platform_variants=rest)
+
     @function(cache="never")
     async def publish(
         self,
@@ -395,17 +441,20 @@ class Embedder:
         username: Annotated[str, Doc("registry user")],
         password: Annotated[dagger.Secret, Doc("registry password or token")],
         tags: Annotated[list[str] | None, Doc("tags (default: version, git sha, date, latest)")] = None,
+        platforms: Annotated[list[str] | None, Doc(PLATFORMS_DOC)] = None,
     ) -> str:
-        """Push the image under several tags; prints each reference with its digest."""
-        image = await self.build()
+        """Push the image for every platform as one index under several tags; prints each reference with the
+        index's digest, then each platform's manifest digest."""
+        images = await self.variants(platforms or PLATFORMS)
         if not tags:
             version, revision = await asyncio.gather(
-                image.label("org.opencontainers.image.version"), image.label("org.opencontainers.image.revision")
+                images[0].label("org.opencontainers.image.version"), images[0].label("org.opencontainers.image.revision")
             )
             tags = [version, revision[:12], datetime.now(UTC).strftime("%Y%m%d"), "latest"]
-        refs = await publishing.push(image, address, tags, username, password)
+        refs = await publishing.push(images[0], address, tags, username, password, variants=images[1:])
+        manifests = await publishing.platform_digests(self.tools(), images)
         sbom = f"SBOM (CycloneDX): {release.SBOM_PATH} in the image (label {release.SBOM_LABEL}); `dagger call sbom`"
-        return "\n".join([*refs, sbom]) + "\n"
+        return "\n".join([*refs, *(f"  {p}: {d}" for p, d in manifests.items()), sbom]) + "\n"
 
     @function
     async def base_key(self) -> str:

@@ -16,13 +16,39 @@ def registry_host(address: str) -> str:
 
 
 async def push(ctr: dagger.Container, address: str, tags: list[str], username: str = "",
-               password: dagger.Secret | None = None, registry: dagger.Service | None = None) -> list[str]:
-    """Push every tag (with credentials, if given); the first failure raises, and nothing after it is pushed."""
+               password: dagger.Secret | None = None, registry: dagger.Service | None = None,
+               variants: list[dagger.Container] | None = None) -> list[str]:
+    """Push every tag (with credentials, if given), with ``variants`` (other platforms' images) as one index;
+    the first failure raises, and nothing after it is pushed."""
     if bool(username) != (password is not None):
         raise ValueError("pass both --username and --password, or neither (for a registry without login)")
     if password is not None:
         ctr = ctr.with_registry_auth(registry_host(address), username, password)
-    return [await ctr.publish(f"{address}:{tag}", registry_service=registry) for tag in tags]
+    return [await ctr.publish(f"{address}:{tag}", platform_variants=variants or [], registry_service=registry)
+            for tag in tags]
+
+
+#: Reads an OCI tarball's index (argv[1]): "platform digest" per manifest.
+PLATFORMS = """
+import json, sys, tarfile
+with tarfile.open(sys.argv[1]) as tar:
+    index = json.load(tar.extractfile("index.json"))
+    while len(index["manifests"]) == 1 and "platform" not in index["manifests"][0]:
+        index = json.load(tar.extractfile("blobs/" + index["manifests"][0]["digest"].replace(":", "/")))
+    for m in index["manifests"]:
+        p = m.get("platform", {})
+        print("/".join(x for x in (p.get("os"), p.get("architecture"), p.get("variant")) if x), m["digest"])
+"""
+
+
+async def platform_digests(tools: dagger.Container, images: list[dagger.Container]) -> dict[str, str]:
+    """Each platform's manifest digest in the index of ``images`` (the same manifests `publish` pushes)."""
+    first, *rest = images
+    out = await (
+        tools.with_mounted_file("/index.tar", first.as_tarball(platform_variants=rest))
+        .with_exec(["python", "-c", PLATFORMS, "/index.tar"]).stdout()
+    )
+    return dict(line.split() for line in out.splitlines() if line.strip())
 
 
 async def htpasswd(tools: dagger.Container, user: str, password: dagger.Secret) -> str:
@@ -58,7 +84,10 @@ def get(path, accept="application/json"):
 out = {"catalog": get("/v2/_catalog")[1]}
 if len(sys.argv) > 1:
     accept = "application/vnd.oci.image.index.v1+json,application/vnd.oci.image.manifest.v1+json"
-    out["digest"] = get(f"/v2/%s/manifests/{sys.argv[1]}", accept)[0]
+    out["digest"], index = get(f"/v2/%s/manifests/{sys.argv[1]}", accept)
+    out["platforms"] = {"/".join(x for x in (m["platform"]["os"], m["platform"]["architecture"],
+                                             m["platform"].get("variant")) if x): m["digest"]
+                        for m in index.get("manifests", []) if "platform" in m}
 print(json.dumps(out))
 """ % (REGISTRY_PORT, REPO)
 

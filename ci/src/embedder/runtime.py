@@ -74,12 +74,18 @@ def prune(engine: str) -> list[str]:
     return [*PRUNE, *ENGINE_PRUNE[engine]]
 
 
-def virtualenv(tools: dagger.Container, source: dagger.Directory, epoch: int, engine: str) -> dagger.Directory:
+#: SOURCE_DATE_EPOCH for the virtualenv's bytecode: its presence, not its value, makes Python write checked-hash
+#: .pyc (no source time in them), and the layer's file times are set afterwards (layer()). A constant keeps the
+#: step cached across commits (with the commit's time it ran again for each; minutes under emulation).
+BYTECODE_EPOCH = "1"
+
+
+def virtualenv(tools: dagger.Container, source: dagger.Directory, engine: str) -> dagger.Directory:
     """Runtime dependencies and the one engine's dependency group, from the lockfile; no project code yet.
     Bytecode compiled with SOURCE_DATE_EPOCH set, so that Python writes checked-hash .pyc (no source time)."""
     return (
         tools.with_(with_project_files(source))
-        .with_env_variable("SOURCE_DATE_EPOCH", str(epoch))
+        .with_env_variable("SOURCE_DATE_EPOCH", BYTECODE_EPOCH)
         .with_exec(["uv", "sync", "--no-dev", "--no-default-groups", "--group", engine, "--no-install-project",
                     *(flag for name in NOT_SHIPPED for flag in ("--no-install-package", name))])
         .directory(VENV)

@@ -116,9 +116,29 @@ async def fleet_check(ctr: dagger.Container, image: dagger.Container, redis_imag
     return await pytest(runner, "tests/fleet")
 
 
-def with_image(ctr: dagger.Container, image: dagger.Container, size_budget_mb: int) -> dagger.Container:
+#: Under emulation (~5-20x slower; OpenVINO's calls far more) the start-up's calibration is cut to one
+#: max-length text per call and the call-overhead measurement is skipped, for the service steps of a test or
+#: of the build's probe, never in the image.
+LIGHT_START = {"EMBEDDER_MAX_BATCH_TOKENS": "256", "EMBEDDER_CALL_OVERHEAD_TOKENS": "200"}
+
+
+def light_start(ctr: dagger.Container) -> dagger.Container:
+    for name, value in LIGHT_START.items():
+        ctr = ctr.with_env_variable(name, value)
+    return ctr
+
+
+def patient_healthcheck(ctr: dagger.Container) -> dagger.Container:
+    """The image's healthcheck with a start period for an emulated start (minutes, not seconds)."""
+    return ctr.with_docker_healthcheck(["python", "-m", "app.healthcheck"], interval="10s", timeout="10s",
+                                       start_period="1200s", start_interval="5s", retries=3)
+
+
+def with_image(ctr: dagger.Container, image: dagger.Container, size_budget_mb: int,
+               platform: str) -> dagger.Container:
     return (
         ctr.with_mounted_file("/image/image.tar", image.as_tarball())
+        .with_env_variable("IMAGE_PLATFORM", platform)
         .with_mounted_directory("/image/rootfs", image.rootfs())
         .with_env_variable("IMAGE_TARBALL", "/image/image.tar")
         .with_env_variable("IMAGE_ROOTFS", "/image/rootfs")
@@ -151,29 +171,34 @@ def with_service(ctr: dagger.Container, image: dagger.Container, served: dict[st
     )
 
 
-async def publish_check(tools: dagger.Container, image: dagger.Container, registry_image: str) -> str:
+async def publish_check(tools: dagger.Container, images: list[dagger.Container], registry_image: str) -> str:
     """A registry:2 with htpasswd auth: a wrong password fails loudly and leaves it empty; the right one
-    pushes, and the digest read back from the registry matches the one publish printed."""
+    pushes one index of ``images`` (one per platform), and the registry serves that index, with each platform's
+    manifest digest as publish prints it."""
     user, right = "ci", dag.set_secret(f"registry-pw-{secrets.token_hex(4)}", secrets.token_urlsafe(24))
     wrong = dag.set_secret(f"registry-wrong-{secrets.token_hex(4)}", secrets.token_urlsafe(24))
     svc = await publish.registry(registry_image, await publish.htpasswd(tools, user, right)).start()
     address = f"localhost:{publish.REGISTRY_PORT}/{publish.REPO}"
+    first, *rest = images
     try:
         try:
-            await publish.push(image, address, ["wrong-password"], user, wrong, svc)
+            await publish.push(first, address, ["wrong-password"], user, wrong, svc, variants=rest)
         except dagger.QueryError as e:
             rejected = str(e).splitlines()[0]
         else:
             raise AssertionError("a push with a wrong password succeeded")
         held = await publish.query(tools, svc, user, right)
         assert held["catalog"]["repositories"] in ([], None), f"wrong password left {held} in the registry"
-        (ref,) = await publish.push(image, address, ["check"], user, right, svc)
-        pulled = (await publish.query(tools, svc, user, right, "check"))["digest"]
-        assert ref.endswith("@" + pulled), f"pushed {ref} but the registry serves {pulled}"
+        (ref,) = await publish.push(first, address, ["check"], user, right, svc, variants=rest)
+        served = await publish.query(tools, svc, user, right, "check")
+        assert ref.endswith("@" + served["digest"]), f"pushed {ref} but the registry serves {served['digest']}"
+        printed = await publish.platform_digests(tools, images)
+        assert served["platforms"] == printed, f"the index holds {served['platforms']}, publish prints {printed}"
     finally:
         await svc.stop()
     return (f"publish: wrong password rejected ({rejected[:120]}), registry left empty; "
-            f"right password pushed {ref}, registry digest matches")
+            f"right password pushed {ref}, registry digest matches; platforms in the index: "
+            + ", ".join(f"{p} {d[:19]}…" for p, d in served["platforms"].items()))
 
 
 async def base_check(embedder, others: dict) -> str:
