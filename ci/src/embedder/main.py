@@ -286,17 +286,17 @@ class Embedder:
     @dagger.check
     async def arm_check(self) -> str:
         """The linux/arm64 image (under emulation on an amd64 engine), kept small: its image-checks (size, no
-        torch, uid 1000, the minimal runtime, an embedding inside it), then it runs as a service, gets ready, and
-        its /embed vectors meet the contract against sentence-transformers' reference."""
+        torch, uid 1000, the minimal runtime, an embedding inside it) and its SBOM's check, then it runs as a
+        service, gets ready, and its /embed vectors meet the contract against sentence-transformers' reference."""
         arm = dataclasses.replace(self, platform=ARM64)
-        checks = await arm.image_checks()
+        checks, sbom = await asyncio.gather(arm.image_checks(), arm.sbom_check())
         image = (await arm.build()).with_(testing.light_start)
         if await arm.emulated():
             image = image.with_(testing.patient_healthcheck)
         ctr = testing.with_service(testing.runner(self.tools(), self.source, await self.model()), image, arm.served)
         smoke = await testing.pytest(ctr, "tests/integration/test_image_service.py", "-k",
                                      "ready_name_model or sentence_transformers_reference")
-        return f"{checks}\n{smoke}"
+        return f"{checks}\n{sbom}\n{smoke}"
 
     @function(cache="never")
     @dagger.check
