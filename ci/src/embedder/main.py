@@ -207,8 +207,14 @@ class Embedder:
                 ctr = ctr.with_env_variable(name, value)
             return ctr.with_(runtime.with_runtime_config)
 
-        # What the service loads, seen on the base image with the image's content, then picked from it.
-        stage = self.target().with_directory("/", model_tree).with_directory("/", venv_tree).with_(configured)
+        # What the service loads, seen on the base image with the image's content, then picked from it. The
+        # stage takes the trees before their times are set, so that a new commit alone does not run it again
+        # (minutes under emulation).
+        stage = (
+            self.target().with_directory(path, model)
+            .with_directory(runtime.VENV, venv, exclude=runtime.prune(self.engine.value))
+            .with_(configured)
+        )
         record = minimal.loaded(stage.with_(testing.light_start) if await self.emulated() else stage, self.source,
                                 self.source.directory("app").without_directory("export"))
         generator = release.generator(self.tools(), self.source).with_(self.with_nonce)
