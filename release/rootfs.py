@@ -63,9 +63,10 @@ def stdlib_files(fs: Rootfs, directory: str) -> list[str]:
     return found
 
 
-def pick(fs: Rootfs, loaded: dict, venv: str) -> tuple[set[str], dict[str, list[str]]]:
-    """Every path to ship (files and links, outside ``venv``), and the NEEDED names nothing resolves."""
-    inside = (venv.rstrip("/") + "/",)
+def pick(fs: Rootfs, loaded: dict, venv: str, own: tuple[str, ...] = ()) -> tuple[set[str], dict[str, list[str]]]:
+    """Every path to ship (files and links, outside ``venv`` and the image's ``own`` directories: the model,
+    the app, which the service maps too), and the NEEDED names nothing resolves."""
+    inside = tuple(d.rstrip("/") + "/" for d in (venv, *own))
     seeds = [p for p in loaded["mapped"] if not p.startswith(NOT_SYSTEM) and fs.exists(p)]
     for directory in loaded["stdlib"]:
         seeds += stdlib_files(fs, directory)
@@ -137,8 +138,9 @@ def accounts(uid: int, user: str) -> dict[str, str]:
     }
 
 
-def build(fs: Rootfs, loaded: dict, venv: str, out: Path, epoch: int, uid: int, user: str) -> dict:
-    paths, missing = pick(fs, loaded, venv)
+def build(fs: Rootfs, loaded: dict, venv: str, out: Path, epoch: int, uid: int, user: str,
+          own: tuple[str, ...] = ()) -> dict:
+    paths, missing = pick(fs, loaded, venv, own)
     if missing:
         raise SystemExit("libraries not found in the base image:\n" + "\n".join(
             f"  {elf}: {', '.join(names)}" for elf, names in sorted(missing.items())))
@@ -200,12 +202,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rootfs", type=Path, required=True, help="the base image with the virtualenv")
     parser.add_argument("--loaded", type=Path, required=True, help="release/loaded.py's output")
     parser.add_argument("--venv", required=True)
+    parser.add_argument("--own", action="append", default=[],
+                        help="a directory the image's own layers hold (the model, the app): never picked")
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--epoch", type=int, required=True)
     parser.add_argument("--uid", type=int, default=1000)
     parser.add_argument("--user", default="embedder")
     a = parser.parse_args(argv)
-    report = build(Rootfs(a.rootfs), json.loads(a.loaded.read_text()), a.venv, a.out, a.epoch, a.uid, a.user)
+    report = build(Rootfs(a.rootfs), json.loads(a.loaded.read_text()), a.venv, a.out, a.epoch, a.uid, a.user,
+                   tuple(a.own))
     print(json.dumps(report, indent=1, sort_keys=True))
     return 0
 

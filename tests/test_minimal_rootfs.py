@@ -92,12 +92,15 @@ def test_picks_what_runs_and_records_a_partial_package(fs, tmp_path):
     put(fs.root, "/var/lib/dpkg/info/coreutils.list", text="/usr/bin/true\n")
     os.remove(fs.host("/usr/bin/true"))  # coreutils is not what runs: nothing of it is shipped
     put(fs.root, "/opt/venv/bin/tool", HOST_TRUE)  # a virtualenv's ELF: its libraries are shipped, it is not
-    loaded = {"mapped": [f"/usr/lib/{TRIPLET}/libc.so.6", "/proc/self/nothing"], "stdlib": []}
+    put(fs.root, "/opt/models/m/weights.bin", text="mapped by the engine, shipped by the model's own layer")
+    loaded = {"mapped": [f"/usr/lib/{TRIPLET}/libc.so.6", "/proc/self/nothing", "/opt/models/m/weights.bin"],
+              "stdlib": []}
     out = tmp_path / "out"
-    report = picker.build(fs, loaded, "/opt/venv", out, epoch=1_700_000_000, uid=1000, user="embedder")
+    report = picker.build(fs, loaded, "/opt/venv", out, epoch=1_700_000_000, uid=1000, user="embedder",
+                          own=("/opt/models",))
     assert report["packages"] == {"libc6": "partial, 3 of 4 files"}
     assert (out / f"usr/lib/{TRIPLET}/libc.so.6").is_file() and (out / "lib").is_symlink()
-    assert not (out / f"usr/lib/{TRIPLET}/libunused.so.1").exists() and not (out / "opt/venv").exists()
+    assert not (out / f"usr/lib/{TRIPLET}/libunused.so.1").exists() and not (out / "opt").exists()
     status = Deb822((out / "var/lib/dpkg/status.d/libc6").read_text())
     assert status["Version"] == "2.41-1" and status[picker.SHIPPED_FIELD] == "partial, 3 of 4 files"
     assert (out / "var/lib/dpkg/status.d/libc6.md5sums").read_text().split() == [

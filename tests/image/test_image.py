@@ -6,6 +6,7 @@ The pipeline's `image-checks` mounts both and sets IMAGE_TARBALL, IMAGE_ROOTFS a
 import importlib.util
 import json
 import os
+import tarfile
 from pathlib import Path
 
 import pytest
@@ -43,6 +44,15 @@ def rootfs() -> Path:
 def test_platform_is_the_one_built_for():
     image = read_image(TARBALL)[0]
     assert f"{image['os']}/{image['architecture']}" == os.environ["IMAGE_PLATFORM"]
+
+
+def test_system_layer_holds_none_of_the_images_own_files():
+    """The first layer (interpreter, libraries, accounts) holds nothing that the model, virtualenv or app layers
+    hold: the engine maps the model's weights, which must not be picked into it as well."""
+    _, layers = read_image(TARBALL)
+    with tarfile.open(TARBALL) as outer, tarfile.open(fileobj=outer.extractfile(layers[0])) as system:
+        own = [m.name for m in system.getmembers() if m.name.lstrip("./").startswith(("opt/", "srv/"))]
+    assert not own, f"the system layer holds the image's own files: {own[:5]}"
 
 
 def test_runs_as_uid_1000(config, rootfs):

@@ -9,7 +9,8 @@ need (ELF NEEDED, resolved as the loader does), configuration, accounts, copyrig
 """
 
 import dagger
-from .runtime import APP_HOME, UID
+
+from .runtime import APP_HOME, MODELS, UID
 from .toolchain import VENV, on
 
 PROBE = "/probe"
@@ -37,7 +38,8 @@ def system_tree(generator: dagger.Container, stage: dagger.Container, record: da
         generator.with_mounted_directory(ROOTFS, stage.rootfs())
         .with_mounted_file("/loaded.json", record)
         .with_exec(["python", "-m", "release.rootfs", "--rootfs", ROOTFS, "--loaded", "/loaded.json",
-                    "--venv", VENV, "--out", OUT, "--epoch", str(epoch), "--uid", str(UID)])
+                    "--venv", VENV, "--own", MODELS, "--own", APP_HOME, "--out", OUT, "--epoch", str(epoch),
+                    "--uid", str(UID)])
         .directory(OUT)
     )
 
