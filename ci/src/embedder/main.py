@@ -198,7 +198,8 @@ class Embedder:
         model = runtime.only_served(await self.model(), self.engine.value)
         venv = runtime.virtualenv(self.target_tools().with_(self.with_nonce), self.source, self.engine.value)
         model_tree = runtime.layer(self.base(), path, model, epoch)
-        venv_tree = runtime.layer(self.base(), runtime.VENV, venv, epoch, exclude=runtime.prune(self.engine.value))
+        pruned = runtime.prune(self.engine.value)
+        venv_tree = runtime.layer(self.base(), runtime.VENV, venv, epoch, exclude=pruned)
         env = {"EMBEDDER_MODEL_DIR": path, "EMBEDDER_ENGINE": self.engine.value,
                **await minimal.inherited_env(on(self.platform).from_(self.base_image))}  # not the nonce
 
@@ -212,7 +213,7 @@ class Embedder:
         # (minutes under emulation).
         stage = (
             self.target().with_directory(path, model)
-            .with_directory(runtime.VENV, venv, exclude=runtime.prune(self.engine.value))
+            .with_directory(runtime.VENV, venv, exclude=pruned)
             .with_(configured)
         )
         record = minimal.loaded(stage.with_(testing.light_start) if await self.emulated() else stage, self.source,
@@ -221,7 +222,7 @@ class Embedder:
         system = minimal.system_tree(generator, stage, record, epoch)
         # Layers from the least to the most often changed; the app's comes last (on_base).
         ctr = (
-            minimal.scratch(self.platform).with_directory("/", system)
+            on(self.platform).with_directory("/", system)  # no base image
             .with_label("io.embedder.model.repo", self.model_repo)
             .with_label("io.embedder.model.revision", self.model_revision)
             .with_label("io.embedder.engine", self.engine.value)
@@ -296,9 +297,9 @@ class Embedder:
         service, gets ready, and its /embed vectors meet the contract against sentence-transformers' reference."""
         arm = dataclasses.replace(self, platform=ARM64)
         checks, sbom = await asyncio.gather(arm.image_checks(), arm.sbom_check())
-        image = (await arm.build()).with_(testing.light_start)
+        image = await arm.build()
         if await arm.emulated():
-            image = image.with_(testing.patient_healthcheck)
+            image = image.with_(testing.light_start).with_(testing.patient_healthcheck)
         ctr = testing.with_service(testing.runner(self.tools(), self.source, await self.model()), image, arm.served)
         smoke = await testing.pytest(ctr, "tests/integration/test_image_service.py", "-k",
                                      "ready_name_model or sentence_transformers_reference")

@@ -11,7 +11,7 @@ need (ELF NEEDED, resolved as the loader does), configuration, accounts, copyrig
 import dagger
 
 from .runtime import APP_HOME, MODELS, UID
-from .toolchain import VENV, on
+from .toolchain import VENV
 
 PROBE = "/probe"
 ROOTFS = "/image"
@@ -54,8 +54,3 @@ async def inherited_env(base: dagger.Container) -> dict[str, str]:
         if name not in skip:
             found[name] = await var.value()
     return found
-
-
-def scratch(platform: str) -> dagger.Container:
-    """The final image's start: no base image, of ``platform`` (empty: the engine's own)."""
-    return on(platform)

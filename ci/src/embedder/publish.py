@@ -28,17 +28,24 @@ async def push(ctr: dagger.Container, address: str, tags: list[str], username: s
             for tag in tags]
 
 
-#: Reads an OCI tarball's index (argv[1]): "platform digest" per manifest.
-PLATFORMS = """
+#: Prints the manifests (JSON) of an OCI tarball's platform index (argv[1]), through any index of one entry.
+INDEX = """
 import json, sys, tarfile
 with tarfile.open(sys.argv[1]) as tar:
     index = json.load(tar.extractfile("index.json"))
     while len(index["manifests"]) == 1 and "platform" not in index["manifests"][0]:
         index = json.load(tar.extractfile("blobs/" + index["manifests"][0]["digest"].replace(":", "/")))
-    for m in index["manifests"]:
-        p = m.get("platform", {})
-        print("/".join(x for x in (p.get("os"), p.get("architecture"), p.get("variant")) if x), m["digest"])
+    print(json.dumps(index["manifests"]))
 """
+
+
+def by_platform(manifests: list[dict]) -> dict[str, str]:
+    """os/architecture[/variant] -> digest, for an index's manifests (as the registry or a tarball lists them)."""
+    return {
+        "/".join(x for x in (m["platform"]["os"], m["platform"]["architecture"], m["platform"].get("variant")) if x):
+            m["digest"]
+        for m in manifests if "platform" in m
+    }
 
 
 async def platform_digests(tools: dagger.Container, images: list[dagger.Container]) -> dict[str, str]:
@@ -46,9 +53,9 @@ async def platform_digests(tools: dagger.Container, images: list[dagger.Containe
     first, *rest = images
     out = await (
         tools.with_mounted_file("/index.tar", first.as_tarball(platform_variants=rest))
-        .with_exec(["python", "-c", PLATFORMS, "/index.tar"]).stdout()
+        .with_exec(["python", "-c", INDEX, "/index.tar"]).stdout()
     )
-    return dict(line.split() for line in out.splitlines() if line.strip())
+    return by_platform(json.loads(out))
 
 
 async def htpasswd(tools: dagger.Container, user: str, password: dagger.Secret) -> str:
@@ -85,9 +92,7 @@ out = {"catalog": get("/v2/_catalog")[1]}
 if len(sys.argv) > 1:
     accept = "application/vnd.oci.image.index.v1+json,application/vnd.oci.image.manifest.v1+json"
     out["digest"], index = get(f"/v2/%s/manifests/{sys.argv[1]}", accept)
-    out["platforms"] = {"/".join(x for x in (m["platform"]["os"], m["platform"]["architecture"],
-                                             m["platform"].get("variant")) if x): m["digest"]
-                        for m in index.get("manifests", []) if "platform" in m}
+    out["manifests"] = index.get("manifests", [])
 print(json.dumps(out))
 """ % (REGISTRY_PORT, REPO)
 
