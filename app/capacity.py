@@ -23,10 +23,16 @@ from app.sizing import MemoryEstimate, ModelShape, estimate
 log = logging.getLogger(__name__)
 
 
+#: A call's fixed cost, in padded tokens, until start-up measures it (after /ready): what this model measured on
+#: 2 CPUs (bf16 22-23, ONNX Runtime f32 ~20). The scheduler only uses it to weigh one call against padding.
+PRIOR_OVERHEAD_TOKENS = 20.0
+
+
 @dataclass(frozen=True)
 class CostModel:
     tokens_per_second: float  # of one call while the engine runs as many as it can at once
     overhead_tokens: float  # a call's fixed cost, in padded tokens
+    overhead_measured: bool = True  # False: PRIOR_OVERHEAD_TOKENS, to be measured after /ready
 
 
 def check_capacity(settings: Settings, max_seq_length: int) -> None:
@@ -46,36 +52,42 @@ def check_capacity(settings: Settings, max_seq_length: int) -> None:
 
 
 def calibrate(model: EmbeddingModel, settings: Settings, executor: Executor) -> CostModel:
-    """Measure the cost model on this machine and model, on the threads that will serve (``executor``).
+    """Measure the rate on this machine and model, on the threads that will serve (``executor``), before /ready.
 
-    * Rate: the full call (max-length texts up to the call budget) on everything of the engine that keeps
-      memory per call (``Engine.run_at_peak``), which grows the engine's memory to its peak now, so that a
-      memory limit too small for the worst admitted load fails at start rather than under load. The median
-      time of the calls that ran while the engine was as busy as under load gives padded tokens per second
-      of one call (a little low: the first growth is in it), for drain estimates (x calls at once);
-      traffic refines it (app.metrics).
-    * Call overhead (unless EMBEDDER_CALL_OVERHEAD_TOKENS sets it): a call of one short text against
-      one of many such texts; the difference gives the cost per token, and the one-text call's time
-      beyond its tokens is the fixed cost of a call, in tokens. Medians of a few runs: start-up is noisy.
+    The full call (max-length texts up to the call budget) runs on everything of the engine that keeps memory per
+    call (``Engine.run_at_peak``), which grows the engine's memory to its peak now, so that a memory limit too
+    small for the worst admitted load fails at start rather than under load. The median time of the calls that
+    ran while the engine was as busy as under load gives padded tokens per second of one call (a little low: the
+    first growth is in it), for drain estimates (x calls at once); traffic refines it (app.metrics).
+
+    The call overhead is EMBEDDER_CALL_OVERHEAD_TOKENS, or else PRIOR_OVERHEAD_TOKENS until ``call_overhead``
+    measures it after /ready: it protects nothing, and its calls took ~0.1 s of every start.
     """
+    s, limit = settings, model.info.max_seq_length
+    ids = model.tokenize(["calibration " * limit]).ids[0]
+    full = [ids] * max(1, min(s.max_batch, s.max_batch_tokens // len(ids)))
+    times = model.engine.run_at_peak(model.feed(full), executor)
+    rate = len(full) * len(ids) / median(times)
+    if s.call_overhead_tokens is not None:
+        return CostModel(rate, s.call_overhead_tokens)
+    return CostModel(rate, PRIOR_OVERHEAD_TOKENS, overhead_measured=False)
+
+
+def call_overhead(model: EmbeddingModel, settings: Settings, executor: Executor) -> float:
+    """A call's fixed cost in padded tokens: a call of one short text against one of many such texts; the
+    difference gives the cost per token, and the one-text call's time beyond its tokens is the fixed cost of a
+    call. Medians of a few runs: start-up is noisy. Blocks; runs its calls on ``executor``."""
     s, limit = settings, model.info.max_seq_length
 
     def on_executor(batch: list[list[int]]) -> float:
         return executor.submit(timed, model.run, batch).result()
 
-    ids = model.tokenize(["calibration " * limit]).ids[0]
-    full = [ids] * max(1, min(s.max_batch, s.max_batch_tokens // len(ids)))
-    times = model.engine.run_at_peak(model.feed(full), executor)
-    rate = len(full) * len(ids) / median(times)
-    overhead = s.call_overhead_tokens
-    if overhead is None:
-        short = model.tokenize(["calibration " * 30]).ids[0][: min(32, limit)]
-        many = [short] * max(2, min(s.max_batch, s.max_batch_tokens // len(short), 16))
-        one = median([on_executor([short]) for _ in range(3)])
-        all_ = median([on_executor(many) for _ in range(2)])
-        per_token = max(all_ - one, 1e-9) / ((len(many) - 1) * len(short))
-        overhead = max(0.0, one / per_token - len(short))
-    return CostModel(rate, overhead)
+    short = model.tokenize(["calibration " * 30]).ids[0][: min(32, limit)]
+    many = [short] * max(2, min(s.max_batch, s.max_batch_tokens // len(short), 16))
+    one = median([on_executor([short]) for _ in range(3)])
+    all_ = median([on_executor(many) for _ in range(2)])
+    per_token = max(all_ - one, 1e-9) / ((len(many) - 1) * len(short))
+    return max(0.0, one / per_token - len(short))
 
 
 def memory_warning(limit_bytes: float, sized: MemoryEstimate) -> str | None:

@@ -93,6 +93,11 @@ class Tokenized:
         return sum(self.lengths)
 
 
+def lone_width(length: int, multiple: int, limit: int) -> int:
+    """``length`` rounded up to ``multiple``, but not past ``limit`` (unless ``length`` already is)."""
+    return max(length, min(-(-length // multiple) * multiple, limit))
+
+
 class EmbeddingModel:
     """Tokenizer + engine. ``load()`` is slow: call it off the event loop."""
 
@@ -159,9 +164,12 @@ class EmbeddingModel:
         return self._engine.run(self.feed(batch))
 
     def feed(self, batch: Sequence[Sequence[int]]) -> dict[str, np.ndarray]:
-        """The graph's inputs for ``batch``, padded to its longest sequence (only the inputs the graph takes)."""
+        """The graph's inputs for ``batch``, padded to its longest sequence (only the inputs the graph takes); a
+        lone text to the engine's ``lone_width_multiple`` (never past the model's token limit or its own length)."""
         n = len(batch)
         width = max(len(seq) for seq in batch)
+        if n == 1:
+            width = lone_width(width, self.engine.lone_width_multiple, self.info.max_seq_length)
         input_ids = np.full((n, width), self.meta.pad_token_id, dtype=np.int64)
         attention = np.zeros((n, width), dtype=np.int64)
         for row, seq in enumerate(batch):

@@ -58,6 +58,7 @@ class EmbeddingService:
         self.settings = settings = for_model(settings, self.info.max_seq_length)
         self.status = "starting"
         self._reason: str | None = "model not loaded yet"
+        self._refining: asyncio.Task | None = None  # the call overhead, measured after /ready
         self.accuracy: dict | None = None  # the start check's figure (app.startcheck)
         self._executor: ThreadPoolExecutor | None = None
         self.batcher: Batcher | None = None
@@ -131,6 +132,7 @@ class EmbeddingService:
                 "model failed to load" if self._reason == "model loading" else "start-up failed")
             self.status, self._reason = "failed", f"{failed}: {exc}"
             log.exception("start-up failed", extra={"model_dir": str(self.settings.model_dir)})
+            gc.enable()
             return
         policy = Policy(
             max_texts=self.settings.max_batch,
@@ -147,10 +149,15 @@ class EmbeddingService:
             workers=self.settings.call_workers,
         )
         self.batcher.start()
+        if not cost.overhead_measured:
+            self._refining = asyncio.create_task(
+                startup.measure_call_overhead(self.model, self.settings, self._executor, policy), name="call-overhead")
         # Everything loaded so far lives as long as the process: keep it out of the cyclic GC's
         # scans (they took ~25 % of the event loop's time under load; bench.mixed, docs/benchmarks.md).
+        # ``python -m app`` starts with the collector off (its imports make objects, not garbage): on again here.
         gc.collect()
         gc.freeze()
+        gc.enable()
         self.status, self._reason = "ready", None
         self.metrics.ready.set(1)
         identity = self.engine_identity() or {}
@@ -174,6 +181,8 @@ class EmbeddingService:
     async def stop(self) -> None:
         self.status, self._reason = "stopping", "service is shutting down"
         self.metrics.ready.set(0)
+        if self._refining is not None:
+            self._refining.cancel()
         if self.batcher is not None:
             await self.batcher.stop()
         if self._executor is not None:

@@ -1,7 +1,8 @@
 """The model's start-up work, everything /ready waits for on the engine's side, as one job on its own thread.
 
-``prepare`` loads the model, warms it up, runs the accuracy check (app.startcheck) and measures the cost
-model (app.capacity.calibrate). Every engine call runs on the executor whose threads will serve, so that
+``prepare`` loads the model, warms it up, runs the accuracy check (app.startcheck) and measures the rate at
+the engine's memory peak (app.capacity.calibrate); ``measure_call_overhead`` measures the rest of the cost model
+after /ready. Every engine call runs on the executor whose threads will serve, so that
 the check's calls run side by side and each serving thread's engine memory is grown at start.
 
 ``python -m app`` starts the job (``begin``) right after reading the settings, before it imports the web
@@ -12,6 +13,7 @@ starts the same job from its lifespan.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import threading
 from collections.abc import Callable
@@ -19,7 +21,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from app import startcheck
-from app.capacity import CostModel, calibrate
+from app.capacity import CostModel, calibrate, call_overhead
 from app.config import Settings
 from app.model import EmbeddingModel
 
@@ -79,3 +81,16 @@ def prepare(model: EmbeddingModel, executor: ThreadPoolExecutor,
     accuracy = startcheck.run(model, settings.precision, log, executor.map)
     enter("calibrating")
     return Prepared(accuracy, calibrate(model, settings, executor))
+
+
+async def measure_call_overhead(model: EmbeddingModel, settings: Settings, executor: ThreadPoolExecutor,
+                                policy) -> None:
+    """After /ready: measure a call's fixed cost (app.capacity.call_overhead) and give it to the scheduler's
+    ``policy`` (an app.scheduler.Policy), which used app.capacity.PRIOR_OVERHEAD_TOKENS until then."""
+    try:
+        overhead = await asyncio.to_thread(call_overhead, model, settings, executor)
+    except Exception:  # noqa: BLE001 - the prior still works: keep serving with it
+        log.warning("could not measure the call overhead; the prior stays", exc_info=True)
+        return
+    policy.overhead_tokens = overhead
+    log.info("call overhead measured", extra={"call_overhead_tokens": round(overhead, 1)})

@@ -15,8 +15,9 @@ from pydantic import ValidationError
 
 from app.cache import model_key
 from app.config import Settings
+from app.engine.openvino import LONE_WIDTH_MULTIPLE
 from app.engine.precision import PrecisionError, choose
-from app.model import EmbeddingModel
+from app.model import EmbeddingModel, lone_width
 from app.service import normalize_rows
 
 MIN_COSINE = 0.9999  # the accuracy contract of every default path
@@ -170,3 +171,22 @@ def test_both_openvino_lanes_meet_the_contract_and_agree(model_dir, reference, p
     for got in (wide, narrow):
         assert np.sum(got * expected, axis=1).min() >= MIN_COSINE
     assert np.sum(wide * narrow, axis=1).min() >= 0.99999
+
+
+def test_lone_width_rounds_up_to_the_multiple_and_never_past_the_limit():
+    assert [lone_width(n, 16, 256) for n in (3, 16, 17, 32, 250, 256)] == [16, 16, 32, 32, 256, 256]
+    assert lone_width(300, 16, 256) == 300  # already past the limit (a model without one): as it is
+    assert [lone_width(n, 1, 256) for n in (3, 17)] == [3, 17]
+
+
+@pytest.mark.parametrize(("engine", "width"), [("openvino", LONE_WIDTH_MULTIPLE), ("onnxruntime", 9)])
+def test_a_lone_text_is_padded_to_its_engines_multiple_and_a_batch_to_its_longest(model_dir, engine, width):
+    """OpenVINO prepares its graph again for every new shape: a lone text's call is rounded up (masked, so the
+    vector is the same: the accuracy tests above embed each text alone); ONNX Runtime takes any shape."""
+    pytest.importorskip(engine)
+    model = EmbeddingModel(Settings(model_dir=model_dir, engine=engine))
+    model.load()
+    lone = model.feed([[101] + [2000] * 7 + [102]])
+    assert lone["input_ids"].shape == (1, width) and lone["attention_mask"].sum() == 9
+    assert (lone["input_ids"][0, 9:] == model.meta.pad_token_id).all()
+    assert model.feed([[101, 102], [101] + [2000] * 7 + [102]])["input_ids"].shape == (2, 9)

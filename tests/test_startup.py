@@ -67,3 +67,31 @@ async def test_an_mcp_server_that_fails_to_load_keeps_ready_503_with_the_reason(
             r = await c.get("/ready")
             assert r.status_code == 503 and r.json()["status"] == "failed"
             assert (await c.get("/health")).status_code == 200
+
+
+async def test_the_call_overhead_is_measured_after_ready_and_given_to_the_scheduler(model_dir, caplog):
+    """Start-up measures only what protects memory (the rate, at the engine's peak) before /ready; the call
+    overhead, which only weighs a call against padding, follows right after, from the prior."""
+    from app.capacity import PRIOR_OVERHEAD_TOKENS
+
+    application = create_app(make_settings(model_dir))
+    caplog.set_level("INFO", logger="app.startup")
+    async with lifespan_running(application):
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=application), base_url="http://t") as c:
+            await wait_until_ready(c)
+        service = application.state.service
+        await asyncio.wait_for(service._refining, 60)
+        measured = [r for r in caplog.records if r.getMessage() == "call overhead measured"]
+        assert len(measured) == 1
+        overhead = service.batcher.policy.overhead_tokens
+        assert round(overhead, 1) == measured[0].call_overhead_tokens
+        assert overhead != PRIOR_OVERHEAD_TOKENS and overhead >= 0
+
+
+async def test_a_set_call_overhead_is_used_as_it_is(model_dir):
+    application = create_app(make_settings(model_dir, call_overhead_tokens=7.0))
+    async with lifespan_running(application):
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=application), base_url="http://t") as c:
+            await wait_until_ready(c)
+        service = application.state.service
+        assert service._refining is None and service.batcher.policy.overhead_tokens == 7.0

@@ -24,6 +24,8 @@ class Engine(Protocol):
     name: str
     #: Calls that run side by side under load (more wait for one): the drain estimate's factor.
     calls_at_once: int
+    #: A one-text call is padded to a multiple of this many tokens (1: to its own length); app.model.feed.
+    lone_width_multiple: int
 
     def run(self, feed: Mapping[str, np.ndarray]) -> np.ndarray:
         """One call: the graph's inputs in, [batch, dimensions] float32 out."""

@@ -16,6 +16,7 @@ from app.engine.graph import OUTPUT_NAME, check_graph
 
 class OnnxRuntime:
     name = "onnxruntime"
+    lone_width_multiple = 1  # its kernels take any shape as it comes: padding would only add work
 
     def __init__(self, session, settings: Settings) -> None:
         self._session = session
