@@ -70,7 +70,7 @@ class Settings(BaseSettings):
         None,
         ge=0,
         description="Fixed cost of one engine call in padded tokens, for grouping texts into calls; "
-        "unset = measured at start (docs/scheduling.md).",
+        "unset = measured right after /ready, 20 until then (docs/scheduling.md).",
     )
     max_wait_ms: float = Field(
         2.0, ge=0, le=1000, description="Most time a batch waits for more requests under load."

@@ -23,7 +23,7 @@ def test_defaults(env, model_dir):
     assert (s.host, s.port, s.max_batch, s.max_inputs) == ("0.0.0.0", 8000, 32, 256)
     assert (s.max_text_chars, s.intra_op_threads, s.inter_op_threads, s.log_level) == (8192, 1, 1, "info")
     assert s.workers == 0 and s.call_workers == cpu_budget().cpus + 1  # one call per CPU, plus one
-    assert s.call_overhead_tokens is None  # measured at start
+    assert s.call_overhead_tokens is None  # measured after /ready
     assert 0 < s.max_wait_ms <= 10
     assert s.engine == "openvino" and s.precision == "auto"
     assert s.model_dir == model_dir and s.graph_path == model_dir / "openvino/openvino_model.xml"
