@@ -181,8 +181,8 @@ def test_lone_width_rounds_up_to_the_multiple_and_never_past_the_limit():
 
 @pytest.mark.parametrize(("engine", "width"), [("openvino", LONE_WIDTH_MULTIPLE), ("onnxruntime", 9)])
 def test_a_lone_text_is_padded_to_its_engines_multiple_and_a_batch_to_its_longest(model_dir, engine, width):
-    """OpenVINO prepares its graph again for every new shape: a lone text's call is rounded up (masked, so the
-    vector is the same: the accuracy tests above embed each text alone); ONNX Runtime takes any shape."""
+    """OpenVINO prepares its graph again for every new shape: a lone text's call is rounded up (masked: the
+    accuracy tests above embed each text alone, through this padding); ONNX Runtime takes any shape."""
     pytest.importorskip(engine)
     model = EmbeddingModel(Settings(model_dir=model_dir, engine=engine))
     model.load()
