@@ -32,7 +32,6 @@ PRIOR_OVERHEAD_TOKENS = 20.0
 class CostModel:
     tokens_per_second: float  # of one call while the engine runs as many as it can at once
     overhead_tokens: float  # a call's fixed cost, in padded tokens
-    overhead_measured: bool = True  # False: PRIOR_OVERHEAD_TOKENS, to be measured after /ready
 
 
 def check_capacity(settings: Settings, max_seq_length: int) -> None:
@@ -68,9 +67,8 @@ def calibrate(model: EmbeddingModel, settings: Settings, executor: Executor) -> 
     full = [ids] * max(1, min(s.max_batch, s.max_batch_tokens // len(ids)))
     times = model.engine.run_at_peak(model.feed(full), executor)
     rate = len(full) * len(ids) / median(times)
-    if s.call_overhead_tokens is not None:
-        return CostModel(rate, s.call_overhead_tokens)
-    return CostModel(rate, PRIOR_OVERHEAD_TOKENS, overhead_measured=False)
+    overhead = PRIOR_OVERHEAD_TOKENS if s.call_overhead_tokens is None else s.call_overhead_tokens
+    return CostModel(rate, overhead)
 
 
 def call_overhead(model: EmbeddingModel, settings: Settings, executor: Executor) -> float:

@@ -149,7 +149,7 @@ class EmbeddingService:
             workers=self.settings.call_workers,
         )
         self.batcher.start()
-        if not cost.overhead_measured:
+        if self.settings.call_overhead_tokens is None:  # the prior until measured (app.capacity.calibrate)
             self._refining = asyncio.create_task(
                 startup.measure_call_overhead(self.model, self.settings, self._executor, policy), name="call-overhead")
         # Everything loaded so far lives as long as the process: keep it out of the cyclic GC's
