@@ -29,7 +29,7 @@ from pydantic import ValidationError
 def main() -> int:
     # The imports and the model's set-up make objects that live as long as the process, and no garbage: the
     # cyclic collector's passes over them only slow the start (~5 % of the imports). app.service turns it on
-    # again at /ready, after one full pass, with what is there frozen.
+    # again at /ready, with what is there frozen.
     gc.disable()
     from app.config import Settings, describe_settings_error
     from app.logging import configure_logging

@@ -1,8 +1,10 @@
-"""Capacity: settings that could never work are refused, and the cost model is measured at start.
+"""Capacity: settings that could never work are refused, a memory limit below the estimate is proved at start,
+and the cost model is measured.
 
 The scheduler (app.scheduler) groups texts by a call's fixed overhead against its padded tokens,
 and admission (app.admission) and the drain estimate need padded tokens per second. Both depend on
-the machine, the model and the thread settings, so they are measured once, before /ready says 200.
+the machine, the model and the thread settings, so they are measured at start: the rate before /ready says 200
+(from the start check's calls, or from the peak run when one is needed), the overhead right after.
 """
 
 from __future__ import annotations
@@ -50,24 +52,41 @@ def check_capacity(settings: Settings, max_seq_length: int) -> None:
         )
 
 
-def calibrate(model: EmbeddingModel, settings: Settings, executor: Executor) -> CostModel:
-    """Measure the rate on this machine and model, on the threads that will serve (``executor``), before /ready.
+def peak_before_ready(limit_bytes: float, sized: MemoryEstimate) -> bool:
+    """Whether start-up must prove the memory limit by running the engine at its peak before /ready: only when the
+    container's limit is below the sizing estimate's peak. With no limit nothing can OOM-kill the service; with a
+    limit at or above the estimate (which is conservative: docs/scheduling.md, Memory; ``memory-check`` holds the
+    worst admitted load under it) the arithmetic already proves it, and the peak run would cost ~0.45 s of every
+    start (2 CPUs, bf16). Below the estimate only the real run can tell: a limit that is too small then fails at
+    start, not under load."""
+    return not math.isnan(limit_bytes) and limit_bytes < sized.peak_mb * (1 << 20)
 
-    The full call (max-length texts up to the call budget) runs on everything of the engine that keeps memory per
-    call (``Engine.run_at_peak``), which grows the engine's memory to its peak now, so that a memory limit too
-    small for the worst admitted load fails at start rather than under load. The median time of the calls that
-    ran while the engine was as busy as under load gives padded tokens per second of one call (a little low: the
-    first growth is in it), for drain estimates (x calls at once); traffic refines it (app.metrics).
 
-    The call overhead is EMBEDDER_CALL_OVERHEAD_TOKENS, or else PRIOR_OVERHEAD_TOKENS until ``call_overhead``
-    measures it after /ready: it protects nothing, and its calls took ~0.1 s of every start.
-    """
+def grow_to_peak(model: EmbeddingModel, settings: Settings, executor: Executor) -> float:
+    """Run the full call (max-length texts up to the call budget) on everything of the engine that keeps memory
+    per call (``Engine.run_at_peak``), on the threads that will serve (``executor``), so that the engine's memory
+    is at its peak now; return padded tokens per second of one call, the median of those that ran while the engine
+    was as busy as under load (a little low: the first growth is in it)."""
     s, limit = settings, model.info.max_seq_length
     ids = model.tokenize(["calibration " * limit]).ids[0]
     full = [ids] * max(1, min(s.max_batch, s.max_batch_tokens // len(ids)))
     times = model.engine.run_at_peak(model.feed(full), executor)
-    rate = len(full) * len(ids) / median(times)
-    overhead = PRIOR_OVERHEAD_TOKENS if s.call_overhead_tokens is None else s.call_overhead_tokens
+    return len(full) * len(ids) / median(times)
+
+
+def rate_of(calls: list[tuple[int, float]]) -> float:
+    """Padded tokens per second of one call, from the start check's calls (padded tokens, seconds), which ran
+    side by side as calls run under load: the largest ones' (their fixed cost weighs least). A first figure for
+    drain estimates and ``Retry-After``; traffic refines it (app.metrics)."""
+    largest = max(tokens for tokens, _ in calls)
+    return largest / median([seconds for tokens, seconds in calls if tokens == largest])
+
+
+def cost_model(rate: float, settings: Settings) -> CostModel:
+    """The measured ``rate``, and the call overhead: EMBEDDER_CALL_OVERHEAD_TOKENS, or else PRIOR_OVERHEAD_TOKENS
+    until ``call_overhead`` measures it after /ready (it protects nothing, and its calls took ~0.1 s of every
+    start)."""
+    overhead = PRIOR_OVERHEAD_TOKENS if settings.call_overhead_tokens is None else settings.call_overhead_tokens
     return CostModel(rate, overhead)
 
 

@@ -11,8 +11,8 @@ Peak RSS of the service is the sum of four parts (docs/scheduling.md, "Memory"):
   are a few copies of the hidden state, of the feed-forward activations and of one row of
   attention scores per head: ``4 bytes x (hidden + intermediate + heads x max_seq_length)``
   times :data:`ACTIVATION_COPIES`. The call budget ``EMBEDDER_MAX_BATCH_TOKENS`` bounds it;
-  the service runs that many such calls at once at start (calibration), so this part is there
-  when ready;
+  where the container's memory limit is below this estimate, the service runs that many such calls at
+  once before /ready (app.capacity.peak_before_ready), so a limit too small fails at start;
 * **admitted work**: what admission control lets in: request bodies in flight
   (``EMBEDDER_MAX_QUEUED_BYTES``; each byte is held as bytes, then as parsed text) and the
   token ids of the admitted texts (``EMBEDDER_MAX_QUEUED_TOKENS``).

@@ -1,9 +1,10 @@
 """The model's start-up work, everything /ready waits for on the engine's side, as one job on its own thread.
 
-``prepare`` loads the model, warms it up, runs the accuracy check (app.startcheck) and measures the rate at
-the engine's memory peak (app.capacity.calibrate); ``measure_call_overhead`` measures the rest of the cost model
-after /ready. Every engine call runs on the executor whose threads will serve, so that
-the check's calls run side by side and each serving thread's engine memory is grown at start.
+``prepare`` loads the model, warms it up, runs the accuracy check (app.startcheck), timing its calls for the rate
+(app.capacity.rate_of) and, where the container's memory limit is below the sizing estimate, runs the engine at its
+memory peak to prove the limit (app.capacity.peak_before_ready); ``measure_call_overhead`` measures the rest of the
+cost model after /ready. Every engine call runs on the executor whose threads will serve, so that the check's calls
+run side by side, as calls run under load.
 
 ``python -m app`` starts the job (``begin``) right after reading the settings, before it imports the web
 stack: the engine compiles and runs (outside the GIL) while Python imports FastAPI and the routes, and
@@ -16,14 +17,16 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
-from app import startcheck
-from app.capacity import CostModel, calibrate, call_overhead
+from app import memory, startcheck
+from app.capacity import CostModel, call_overhead, cost_model, grow_to_peak, peak_before_ready, rate_of
 from app.config import Settings
 from app.model import EmbeddingModel
+from app.sizing import ModelShape, estimate
 
 log = logging.getLogger(__name__)
 
@@ -69,7 +72,8 @@ def begin(settings: Settings, model: EmbeddingModel | None = None) -> Startup:
 
 def prepare(model: EmbeddingModel, executor: ThreadPoolExecutor,
             enter: Callable[[str], None] = lambda phase: None) -> Prepared:
-    """Load, warm up, check accuracy, calibrate: see the module's doc."""
+    """Load, warm up, check accuracy, measure the rate (at the memory peak when the limit needs proof): see the
+    module's doc."""
     settings = model.settings
     enter("model loading")
     model.load()
@@ -78,9 +82,34 @@ def prepare(model: EmbeddingModel, executor: ThreadPoolExecutor,
     # been seen to deadlock in OpenVINO's (static initialisation waiting for the GIL).
     executor.submit(model.warm_up).result()
     enter("accuracy check running")
-    accuracy = startcheck.run(model, settings.precision, log, executor.map)
-    enter("calibrating")
-    return Prepared(accuracy, calibrate(model, settings, executor))
+    calls = TimedCalls(executor)
+    accuracy = startcheck.run(model, settings.precision, log, calls.map)
+    if peak_before_ready(memory.read("limit"), estimate(settings, ModelShape.read(settings))):
+        enter("running at the memory peak (the memory limit is below the estimate)")
+        rate = grow_to_peak(model, settings, executor)
+    else:
+        rate = rate_of([(model.feed(model.tokenize(texts).ids)["input_ids"].size, s) for texts, s in calls.times])
+    return Prepared(accuracy, cost_model(rate, settings))
+
+
+class TimedCalls:
+    """A ``map`` for the start check that runs its calls on ``executor`` and keeps each call's input and seconds
+    (``times``: those of the last ``map``, the check's final precision)."""
+
+    def __init__(self, executor: ThreadPoolExecutor) -> None:
+        self._executor = executor
+        self.times: list[tuple[list[str], float]] = []
+
+    def map(self, fn: Callable[[list[str]], object], items: Iterable[list[str]]) -> Iterator[object]:
+        self.times = times = []
+
+        def run(texts: list[str]) -> object:
+            start = time.perf_counter()
+            out = fn(texts)
+            times.append((texts, time.perf_counter() - start))
+            return out
+
+        return self._executor.map(run, items)
 
 
 async def measure_call_overhead(model: EmbeddingModel, settings: Settings, executor: ThreadPoolExecutor,

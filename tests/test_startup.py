@@ -95,3 +95,46 @@ async def test_a_set_call_overhead_is_used_as_it_is(model_dir):
             await wait_until_ready(c)
         service = application.state.service
         assert service._refining is None and service.batcher.policy.overhead_tokens == 7.0
+
+
+def test_the_peak_runs_before_ready_only_where_a_memory_limit_is_below_the_estimate(model_dir):
+    from app.capacity import peak_before_ready
+    from app.sizing import ModelShape, estimate
+
+    settings = make_settings(model_dir)
+    sized = estimate(settings, ModelShape.read(settings))
+    assert not peak_before_ready(float("nan"), sized)  # no limit: nothing can OOM-kill the service
+    assert not peak_before_ready(sized.limit_mb * 2**20, sized)  # the limit the manifests give
+    assert not peak_before_ready(sized.peak_mb * 2**20, sized)
+    assert peak_before_ready(sized.peak_mb * 2**20 - 1, sized)  # only the real run can tell
+
+
+def test_the_rate_comes_from_the_largest_of_the_check_calls():
+    from app.capacity import rate_of
+
+    assert rate_of([(16, 0.001), (256, 0.05), (112, 0.02), (256, 0.07), (256, 0.06)]) == 256 / 0.06
+
+
+@pytest.mark.parametrize("limit_mb", [None, 400])
+def test_start_up_runs_the_engine_at_its_peak_only_when_the_limit_needs_proof(model_dir, monkeypatch, limit_mb):
+    """Under no limit (or one at or above the estimate) the rate comes from the start check's calls; under a
+    limit below the estimate the engine runs the full call on every lane before the job is done. Both rates are
+    of one call while others run, so they agree within the machine's noise."""
+    import app.memory
+    from app.capacity import grow_to_peak
+    from app.model import EmbeddingModel
+    from app.startup import prepare, serving_executor
+
+    # The container's cgroup limit, as app.memory reads it (there is none on a test host or in Dagger).
+    monkeypatch.setattr(app.memory, "read", lambda what: float("nan") if limit_mb is None else limit_mb * 2**20)
+    settings = make_settings(model_dir)
+    model, executor, phases = EmbeddingModel(settings), serving_executor(settings), []
+    try:
+        prepared = prepare(model, executor, phases.append)
+        peak = "running at the memory peak (the memory limit is below the estimate)"
+        assert (peak in phases) == (limit_mb is not None)
+        assert phases[-1] == (peak if limit_mb else "accuracy check running")
+        full_calls = grow_to_peak(model, settings, executor)
+    finally:
+        executor.shutdown()
+    assert 0.25 < prepared.cost.tokens_per_second / full_calls < 4, (prepared.cost.tokens_per_second, full_calls)

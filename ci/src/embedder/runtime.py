@@ -160,7 +160,7 @@ def layer(base: dagger.Container, path: str, content: dagger.Directory, epoch: i
 
 
 def with_healthcheck(ctr: dagger.Container) -> dagger.Container:
-    # start_period: loading and calibrating (one full call per worker) take a few seconds alone, and
+    # start_period: loading and checking the model take a few seconds alone, and
     # tens of seconds on a machine busy with other containers; a service binding waits for this check.
     return ctr.with_docker_healthcheck(
         ["python", "-m", "app.healthcheck"], interval="10s", timeout="3s", start_period="60s",

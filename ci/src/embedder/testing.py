@@ -116,8 +116,8 @@ async def fleet_check(ctr: dagger.Container, image: dagger.Container, redis_imag
     return await pytest(runner, "tests/fleet")
 
 
-#: Under emulation (OpenVINO's calls measured ~320x slower under qemu) the start-up's calibration is cut to one
-#: max-length text per call and the call-overhead measurement is skipped, for the service steps of a test or
+#: Under emulation (OpenVINO's calls measured ~320x slower under qemu) the call budget is cut to one max-length
+#: text per call and the call-overhead measurement after /ready is skipped, for the service steps of a test or
 #: of the build's probe, never in the image.
 LIGHT_START = {"EMBEDDER_MAX_BATCH_TOKENS": "256", "EMBEDDER_CALL_OVERHEAD_TOKENS": "200"}
 
