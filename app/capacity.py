@@ -109,8 +109,9 @@ def call_overhead(model: EmbeddingModel, settings: Settings, executor: Executor)
 
 def memory_warning(limit_bytes: float, sized: MemoryEstimate) -> str | None:
     """What to do when the container's memory limit is below the estimated peak (None when it is not, or
-    when there is no limit): the worst admitted load would get the service OOM-killed."""
-    if math.isnan(limit_bytes) or limit_bytes >= sized.peak_mb * (1 << 20):
+    when there is no limit): the worst admitted load would get the service OOM-killed. The same condition as
+    ``peak_before_ready``: such a start has run the engine at its peak and survived, but traffic may add more."""
+    if not peak_before_ready(limit_bytes, sized):
         return None
     return (
         f"the container's memory limit ({limit_bytes / (1 << 20):.0f} MiB) is below the estimated peak "

@@ -3,8 +3,8 @@
 Startup order: the model's start-up job (app.startup) runs on threads, begun by ``python -m app`` before
 this module is imported or else by the lifespan; the lifespan loads the MCP server beside it (app.mcp_mount).
 /health answers at once; /ready says 503 with a reason until the model is loaded, warmed up and checked (and
-run at its memory peak where the memory limit needs proof) and /mcp answers. Shutdown: the batcher stops, the inference threads drain, the MCP session
-manager closes.
+run at its memory peak where the memory limit needs proof) and /mcp answers. Shutdown: the batcher stops, the
+inference threads drain, the MCP session manager closes.
 
 ``uvicorn --factory app.main:create_app`` works too; ``python -m app`` is the usual way.
 """

@@ -70,8 +70,8 @@ async def test_an_mcp_server_that_fails_to_load_keeps_ready_503_with_the_reason(
 
 
 async def test_the_call_overhead_is_measured_after_ready_and_given_to_the_scheduler(model_dir, caplog):
-    """Start-up measures only what protects memory (the rate, at the engine's peak) before /ready; the call
-    overhead, which only weighs a call against padding, follows right after, from the prior."""
+    """The call overhead, which only weighs a call against padding and protects nothing, is measured right
+    after /ready; until then the scheduler uses the prior."""
     from app.capacity import PRIOR_OVERHEAD_TOKENS
 
     application = create_app(make_settings(model_dir))
